@@ -1,0 +1,1 @@
+//! Edge inference engine (see issue 4).

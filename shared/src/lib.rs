@@ -1,0 +1,12 @@
+//! The no_std core shared by the trainer, the edge runtime and the firmware.
+//!
+//! - [`quantum`]: the exact 4-qubit simulator of PennyLane's
+//!   `AngleEmbedding` + `StronglyEntanglingLayers` circuit, in `f32`/`f64` and fixed point,
+//!   gate by gate and as a compiled 16x16 unitary, with adjoint gradients.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod quantum;

@@ -1,0 +1,1 @@
+//! Cross-crate system tests live in `tests/`; this library is empty on purpose.
