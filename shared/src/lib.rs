@@ -5,6 +5,8 @@
 //!   gate by gate and as a compiled 16x16 unitary, with adjoint gradients.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
+// Numeric kernels index several arrays in lockstep; index loops are what vectorises.
+#![allow(clippy::needless_range_loop)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -58,8 +58,8 @@ fn load_cases() -> Vec<Case> {
         let path = entry.expect("directory entry").path();
         if path.extension().is_some_and(|e| e == "json") {
             let text = std::fs::read_to_string(&path).expect("readable golden file");
-            let file: GoldenFile = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let file: GoldenFile =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             cases.extend(file.cases);
         }
     }
@@ -93,7 +93,8 @@ fn f64_matches_pennylane_to_1e_12() {
         assert!(max_diff(compiled.expvals(&case.features), case.expvals) < 1e-12, "{} compiled", case.id);
 
         let mut gw = vec![[[0.0; 3]; 4]; ansatz.layers()];
-        let gf = quantum::gradient(&ansatz, &case.features, &case.weights, &case.grad_coeffs, &mut gw).unwrap();
+        let gf =
+            quantum::gradient(&ansatz, &case.features, &case.weights, &case.grad_coeffs, &mut gw).unwrap();
         assert!(max_diff(gf, case.grad_features) < 1e-12, "{} grad features", case.id);
         assert!(max_diff(flat(&gw), flat(&case.grad_weights)) < 1e-12, "{} grad weights", case.id);
     }

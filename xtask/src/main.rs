@@ -45,10 +45,7 @@ fn no_std() -> Result<()> {
 fn cargo(args: &[&str]) -> Result<()> {
     eprintln!("+ cargo {}", args.join(" "));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(args)
-        .status()
-        .with_context(|| format!("running {cargo}"))?;
+    let status = Command::new(&cargo).args(args).status().with_context(|| format!("running {cargo}"))?;
     if !status.success() {
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }

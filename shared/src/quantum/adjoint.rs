@@ -1,10 +1,17 @@
-//! Gradients of `sum_i c_i <Z_i>` by the adjoint method: one forward pass, one backward pass.
+//! Gradients of `sum_i c_i <Z_i>` by the adjoint method.
 //!
 //! For a rotation `R(a) = exp(-i a P / 2)` with state `phi` after it and adjoint state
 //! `lambda = (later gates)^dagger O |psi_final>`, the derivative is
 //! `2 Re <lambda| dR/da |phi_before> = Im <lambda| P |phi>`.
+//!
+//! [`gradient`] walks one sample gate by gate. [`gradient_batch`] sums the weight gradients
+//! of a batch in one pass: `sum_b Im <lambda_b|P|phi_b> = Im Tr(P M)` with
+//! `M = sum_b phi_b lambda_b^dagger`, and undoing a gate `G` maps `M` to `G^dagger M G`, so
+//! one 16x16 matrix replaces the batch's 2 x B state vectors.
 
-use super::{simulate, Ansatz, Error, LayerWeights, Param, Real, Result, WIRES};
+use super::matrix::Matrix;
+use super::state::half;
+use super::{simulate, z_sign, Ansatz, Error, LayerWeights, Param, Real, Result, Unitary, DIM, WIRES};
 
 /// Gradient of `sum_i coeffs[i] <Z_i>` for one sample. Returns the derivative with respect to
 /// the features and overwrites `grad_weights` with the derivative with respect to the weights.
@@ -19,8 +26,24 @@ pub fn gradient<T: Real>(
     grad_weights: &mut [LayerWeights<T>],
 ) -> Result<[T; WIRES]> {
     ansatz.check_weights(grad_weights)?;
+    let mut phi = simulate(ansatz, features, weights)?;
+    let mut lambda = phi;
+    lambda.apply_observable(coeffs);
+    let mut grad_features = [T::zero(); WIRES];
     grad_weights.iter_mut().for_each(|l| *l = [[T::zero(); 3]; WIRES]);
-    accumulate(ansatz, features, weights, coeffs, grad_weights)
+    for op in ansatz.ops().rev() {
+        if let Some(param) = op.param {
+            let g = lambda.inner(&phi.pauli(op.gate)).im;
+            match param {
+                Param::Feature(i) => grad_features[i] = g,
+                Param::Weight { layer, wire, k } => grad_weights[layer][wire][k] = g,
+            }
+        }
+        let angle = op.angle(features, weights);
+        phi.apply_inverse(op.gate, angle);
+        lambda.apply_inverse(op.gate, angle);
+    }
+    Ok(grad_features)
 }
 
 /// Gradients for a batch: `grad_features[b]` is sample `b`'s feature gradient, and
@@ -43,41 +66,49 @@ pub fn gradient_batch<T: Real>(
             return Err(Error::BatchLength { expected: features.len(), found: other });
         }
     }
-    ansatz.check_weights(weights)?;
     ansatz.check_weights(grad_weights)?;
-    grad_weights.iter_mut().for_each(|l| *l = [[T::zero(); 3]; WIRES]);
+    let u = Unitary::compile(ansatz, weights)?;
+
+    // Forward per sample; M = sum_b phi_b lambda_b^dagger at the end of the circuit.
+    let mut m = Matrix::zero();
     for ((x, c), g) in features.iter().zip(coeffs).zip(grad_features.iter_mut()) {
-        *g = accumulate(ansatz, x, weights, c, grad_weights)?;
+        let r = u.real_embedding(x);
+        let (pr, pi) = u.apply_real(&r);
+        // lambda = O phi, with O = sum_i c_i Z_i diagonal.
+        let o = observable_diagonal(c);
+        let lr: [T; DIM] = core::array::from_fn(|l| o[l] * pr[l]);
+        let li: [T; DIM] = core::array::from_fn(|l| o[l] * pi[l]);
+        for k in 0..DIM {
+            let (row_re, row_im) = (&mut m.re[k], &mut m.im[k]);
+            for l in 0..DIM {
+                row_re[l] = row_re[l] + pr[k] * lr[l] + pi[k] * li[l];
+                row_im[l] = row_im[l] + pi[k] * lr[l] - pr[k] * li[l];
+            }
+        }
+        // The embedding's rotations commute, so each sees the adjoint state U^dagger lambda.
+        let lambda_top = u.adjoint_apply(&lr, &li);
+        let psi = u.phased(&r);
+        for (gw, op) in g.iter_mut().zip(ansatz.embedding_ops()) {
+            *gw = lambda_top.inner(&psi.pauli(op.gate)).im;
+        }
+    }
+
+    // Backward through the layers, once for the whole batch.
+    grad_weights.iter_mut().for_each(|l| *l = [[T::zero(); 3]; WIRES]);
+    for op in ansatz.layer_ops().rev() {
+        let (s, c) = (op.angle(&[T::zero(); WIRES], weights) * half()).sin_cos();
+        if let Some(Param::Weight { layer, wire, k }) = op.param {
+            grad_weights[layer][wire][k] = m.im_trace_pauli(op.gate);
+        }
+        m.gate_left(op.gate, -s, c);
+        m.gate_right(op.gate, s, c);
     }
     Ok(())
 }
 
-/// Adds one sample's weight gradient to `grad_weights`; returns its feature gradient.
-fn accumulate<T: Real>(
-    ansatz: &Ansatz,
-    features: &[T; WIRES],
-    weights: &[LayerWeights<T>],
-    coeffs: &[T; WIRES],
-    grad_weights: &mut [LayerWeights<T>],
-) -> Result<[T; WIRES]> {
-    let mut phi = simulate(ansatz, features, weights)?;
-    let mut lambda = phi;
-    lambda.apply_observable(coeffs);
-    let mut grad_features = [T::zero(); WIRES];
-    for op in ansatz.ops().rev() {
-        if let Some(param) = op.param {
-            let g = lambda.inner(&phi.pauli(op.gate)).im;
-            match param {
-                Param::Feature(i) => grad_features[i] = grad_features[i] + g,
-                Param::Weight { layer, wire, k } => {
-                    let slot = &mut grad_weights[layer][wire][k];
-                    *slot = *slot + g;
-                }
-            }
-        }
-        let angle = op.angle(features, weights);
-        phi.apply_inverse(op.gate, angle);
-        lambda.apply_inverse(op.gate, angle);
-    }
-    Ok(grad_features)
+/// The diagonal of `sum_i c_i Z_i`.
+pub(crate) fn observable_diagonal<T: Real>(coeffs: &[T; WIRES]) -> [T; DIM] {
+    core::array::from_fn(|k| {
+        (0..WIRES).fold(T::zero(), |acc, i| if z_sign(k, i) { acc + coeffs[i] } else { acc - coeffs[i] })
+    })
 }

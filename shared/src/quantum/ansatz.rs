@@ -223,10 +223,7 @@ impl Ansatz {
         } else {
             let i = j - 12;
             let r = self.ranges[layer] as usize;
-            Op {
-                gate: Gate::Cnot { control: Wire::wrapping(i), target: Wire::wrapping(i + r) },
-                param: None,
-            }
+            Op { gate: Gate::Cnot { control: Wire::wrapping(i), target: Wire::wrapping(i + r) }, param: None }
         }
     }
 }

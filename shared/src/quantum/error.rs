@@ -41,20 +41,17 @@ pub type Result<T> = core::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Error::LayerCount { layers } => write!(
-                f,
-                "circuit needs 1 to {} layers, got {layers}",
-                super::MAX_LAYERS
-            ),
+            Error::LayerCount { layers } => {
+                write!(f, "circuit needs 1 to {} layers, got {layers}", super::MAX_LAYERS)
+            }
             Error::Range { layer, range } => write!(
                 f,
                 "range {range} of layer {layer} is a multiple of {} (CNOT onto its own wire)",
                 super::WIRES
             ),
-            Error::WeightLayers { expected, found } => write!(
-                f,
-                "weights have {found} layers, the circuit has {expected}"
-            ),
+            Error::WeightLayers { expected, found } => {
+                write!(f, "weights have {found} layers, the circuit has {expected}")
+            }
             Error::BatchLength { expected, found } => write!(
                 f,
                 "batch arguments differ in length: {expected} features, {found} in another argument"

@@ -85,10 +85,40 @@ const CORDIC_BITS: u32 = 40;
 
 /// `atan(2^-i)` in `2^-40` turns.
 const ATAN_TURNS: [i64; 34] = [
-    137438953472, 81134951838, 42869480287, 21761217566, 10922836750, 5466743129, 2734038620,
-    1367102738, 683561799, 341782203, 170891265, 85445653, 42722829, 21361415, 10680707, 5340354,
-    2670177, 1335088, 667544, 333772, 166886, 83443, 41722, 20861, 10430, 5215, 2608, 1304, 652,
-    326, 163, 81, 41, 20,
+    137438953472,
+    81134951838,
+    42869480287,
+    21761217566,
+    10922836750,
+    5466743129,
+    2734038620,
+    1367102738,
+    683561799,
+    341782203,
+    170891265,
+    85445653,
+    42722829,
+    21361415,
+    10680707,
+    5340354,
+    2670177,
+    1335088,
+    667544,
+    333772,
+    166886,
+    83443,
+    41722,
+    20861,
+    10430,
+    5215,
+    2608,
+    1304,
+    652,
+    326,
+    163,
+    81,
+    41,
+    20,
 ];
 
 /// `prod_i 1 / sqrt(1 + 2^-2i)`, the inverse CORDIC gain, with 40 fractional bits.
@@ -155,7 +185,8 @@ impl FixedState {
         let mask = wire.mask();
         for i in (0..DIM).filter(|i| i & mask == 0) {
             let j = i | mask;
-            let (ar, ai, br, bi) = (self.re[i] as i64, self.im[i] as i64, self.re[j] as i64, self.im[j] as i64);
+            let (ar, ai, br, bi) =
+                (self.re[i] as i64, self.im[i] as i64, self.re[j] as i64, self.im[j] as i64);
             let [nar, nai, nbr, nbi] = match kind {
                 // [[c, -is], [-is, c]]
                 0 => [c * ar + s * bi, c * ai - s * br, c * br + s * ai, c * bi - s * ar],
@@ -198,7 +229,11 @@ impl FixedState {
 ///
 /// # Errors
 /// [`super::Error::WeightLayers`] when `weights` does not match the circuit.
-pub fn simulate(ansatz: &Ansatz, features: &[Angle; WIRES], weights: &[FixedLayerWeights]) -> super::Result<FixedState> {
+pub fn simulate(
+    ansatz: &Ansatz,
+    features: &[Angle; WIRES],
+    weights: &[FixedLayerWeights],
+) -> super::Result<FixedState> {
     ansatz.check_weights(weights)?;
     let mut state = FixedState::basis(0);
     for op in ansatz.ops() {

@@ -19,8 +19,10 @@
 
 mod adjoint;
 mod ansatz;
+mod embedding;
 mod error;
 pub mod fixed;
+mod matrix;
 mod state;
 mod unitary;
 

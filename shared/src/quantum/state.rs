@@ -32,11 +32,13 @@ impl<T: Real> State<T> {
     /// Applies `gate` with `angle` (ignored for CNOT).
     #[inline]
     pub fn apply(&mut self, gate: Gate, angle: T) {
-        match gate {
-            Gate::Cnot { control, target } => self.cnot(control, target),
-            rotation => {
-                let (s, c) = (angle * half()).sin_cos();
-                self.rotate(rotation, c, s);
+        let (s, c) = (angle * half()).sin_cos();
+        match rotation_matrix(gate, s, c) {
+            Some((wire, m)) => self.apply_single(wire, &m),
+            None => {
+                if let Gate::Cnot { control, target } = gate {
+                    self.cnot(control, target);
+                }
             }
         }
     }
@@ -45,20 +47,6 @@ impl<T: Real> State<T> {
     #[inline]
     pub fn apply_inverse(&mut self, gate: Gate, angle: T) {
         self.apply(gate, -angle);
-    }
-
-    /// Applies `cos(a/2) I - i sin(a/2) P` for the rotation `gate` about Pauli `P`, given
-    /// `c = cos(a/2)` and `s = sin(a/2)`.
-    fn rotate(&mut self, gate: Gate, c: T, s: T) {
-        let zero = T::zero();
-        // The 2x2 matrix [[m00, m01], [m10, m11]] in the basis (|0>, |1>) of the wire.
-        let (wire, m) = match gate {
-            Gate::Rx(w) => (w, [[Complex::new(c, zero), Complex::new(zero, -s)], [Complex::new(zero, -s), Complex::new(c, zero)]]),
-            Gate::Ry(w) => (w, [[Complex::new(c, zero), Complex::new(-s, zero)], [Complex::new(s, zero), Complex::new(c, zero)]]),
-            Gate::Rz(w) => (w, [[Complex::new(c, -s), Complex::new(zero, zero)], [Complex::new(zero, zero), Complex::new(c, s)]]),
-            Gate::Cnot { .. } => return,
-        };
-        self.apply_single(wire, &m);
     }
 
     /// Applies a 2x2 matrix to one wire.
@@ -130,15 +118,28 @@ impl<T: Real> State<T> {
 
     /// Multiplies amplitude `k` by `sum_i c_i z_i(k)`: the observable `sum_i c_i Z_i` applied.
     pub(crate) fn apply_observable(&mut self, coeffs: &[T; WIRES]) {
-        for (k, a) in self.amplitudes.iter_mut().enumerate() {
-            let w = (0..WIRES).fold(T::zero(), |acc, i| if z_sign(k, i) { acc + coeffs[i] } else { acc - coeffs[i] });
+        let o = super::adjoint::observable_diagonal(coeffs);
+        for (a, w) in self.amplitudes.iter_mut().zip(o) {
             *a = *a * w;
         }
     }
 }
 
+/// The 2x2 matrix `cos(a/2) I - i sin(a/2) P` of the rotation `gate` about Pauli `P`, given
+/// `(s, c) = (sin a/2, cos a/2)`, in the basis `(|0>, |1>)` of its wire; `None` for CNOT.
+pub(crate) fn rotation_matrix<T: Real>(gate: Gate, s: T, c: T) -> Option<(Wire, [[Complex<T>; 2]; 2])> {
+    let z = T::zero();
+    let m = |re: T, im: T| Complex::new(re, im);
+    Some(match gate {
+        Gate::Rx(w) => (w, [[m(c, z), m(z, -s)], [m(z, -s), m(c, z)]]),
+        Gate::Ry(w) => (w, [[m(c, z), m(-s, z)], [m(s, z), m(c, z)]]),
+        Gate::Rz(w) => (w, [[m(c, -s), m(z, z)], [m(z, z), m(c, s)]]),
+        Gate::Cnot { .. } => return None,
+    })
+}
+
 #[inline]
-fn half<T: Real>() -> T {
+pub(crate) fn half<T: Real>() -> T {
     T::one() / (T::one() + T::one())
 }
 
@@ -146,7 +147,11 @@ fn half<T: Real>() -> T {
 ///
 /// # Errors
 /// [`super::Error::WeightLayers`] when `weights` does not match the circuit's layers.
-pub fn simulate<T: Real>(ansatz: &Ansatz, features: &[T; WIRES], weights: &[LayerWeights<T>]) -> Result<State<T>> {
+pub fn simulate<T: Real>(
+    ansatz: &Ansatz,
+    features: &[T; WIRES],
+    weights: &[LayerWeights<T>],
+) -> Result<State<T>> {
     ansatz.check_weights(weights)?;
     let mut state = State::zero();
     for op in ansatz.ops() {
@@ -159,7 +164,11 @@ pub fn simulate<T: Real>(ansatz: &Ansatz, features: &[T; WIRES], weights: &[Laye
 ///
 /// # Errors
 /// As [`simulate`].
-pub fn expvals<T: Real>(ansatz: &Ansatz, features: &[T; WIRES], weights: &[LayerWeights<T>]) -> Result<[T; WIRES]> {
+pub fn expvals<T: Real>(
+    ansatz: &Ansatz,
+    features: &[T; WIRES],
+    weights: &[LayerWeights<T>],
+) -> Result<[T; WIRES]> {
     simulate(ansatz, features, weights).map(|s| s.expvals())
 }
 
