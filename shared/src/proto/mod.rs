@@ -1,0 +1,1 @@
+//! The serial wire protocol between the host (`edge-runtime stream`) and the firmware.
