@@ -8,7 +8,7 @@ use heapless::Vec;
 pub const MAX_LAYERS: usize = 16;
 
 /// The rotation `AngleEmbedding` uses for the features.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Rotation {
     /// `RX(x_i)` on wire `i` (PennyLane's default).
@@ -150,6 +150,12 @@ impl Ansatz {
             let _ = reduced.push((range % WIRES as u32) as u8);
         }
         Ok(Self { rotation: Rotation::X, ranges: reduced })
+    }
+
+    /// A circuit from ranges already reduced mod 4 and checked (by a parser that validated
+    /// them with [`Self::with_ranges`]).
+    pub(crate) fn from_validated(rotation: Rotation, ranges: Vec<u8, MAX_LAYERS>) -> Self {
+        Self { rotation, ranges }
     }
 
     /// The same circuit with another embedding rotation.

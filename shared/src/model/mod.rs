@@ -1,0 +1,26 @@
+//! The model-artifact format: what `trainer` writes into `models/` and what the edge runtime
+//! and the firmware load.
+//!
+//! Every artifact is one [container](container): a 16-byte header (magic, format version,
+//! kind, payload length, CRC-32 of the payload) followed by a postcard payload. Parsing checks
+//! all of it and never panics on bad bytes; decoding borrows nothing it does not need.
+//!
+//! | kind | payload | used by |
+//! |---|---|---|
+//! | [`Kind::QuantumHead`] | [`QuantumHead`]: circuit, its weights (f32 and compiled Q30), the linear head (f32 and fixed point) | edge runtime, firmware |
+
+mod container;
+mod error;
+mod quantum_head;
+
+#[cfg(any(test, feature = "alloc"))]
+pub use container::seal_to_vec;
+pub use container::{open, seal_into, Header, Kind, FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use error::{Error, Result};
+pub use quantum_head::{QuantumHead, HEAD_FRAC_BITS};
+
+/// Number of classes the model tells apart.
+pub const CLASSES: usize = 6;
+
+/// Class names in label order (the sorted folder names of Medical MNIST).
+pub const CLASS_NAMES: [&str; CLASSES] = ["AbdomenCT", "BreastMRI", "CXR", "ChestCT", "Hand", "HeadCT"];
