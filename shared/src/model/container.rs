@@ -28,6 +28,8 @@ const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 pub enum Kind {
     /// The circuit and the linear head ([`super::QuantumHead`]).
     QuantumHead = 1,
+    /// The integer CNN ([`super::IntCnn`]).
+    IntCnn = 2,
 }
 
 /// A parsed, verified header.

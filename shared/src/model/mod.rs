@@ -8,15 +8,24 @@
 //! | kind | payload | used by |
 //! |---|---|---|
 //! | [`Kind::QuantumHead`] | [`QuantumHead`]: circuit, its weights (f32 and compiled Q30), the linear head (f32 and fixed point) | edge runtime, firmware |
+//! | [`Kind::IntCnn`] | [`IntCnn`]: the int8 CNN, image to the circuit's angles | edge runtime (`--engine fixed`), firmware |
 
 mod container;
 mod error;
+mod fixed_classifier;
+mod int_cnn;
+#[cfg(any(test, feature = "alloc"))]
+mod quantize;
 mod quantum_head;
 
 #[cfg(any(test, feature = "alloc"))]
 pub use container::seal_to_vec;
 pub use container::{open, seal_into, Header, Kind, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use error::{Error, Result};
+pub use fixed_classifier::{FixedClassifier, FixedPrediction};
+pub use int_cnn::{IntCnn, Layer, Quantized, IMAGE_LEN, IMAGE_SIDE, MAX_CHANNELS, MAX_CNN_LAYERS};
+#[cfg(any(test, feature = "alloc"))]
+pub use quantize::{FloatCnn, FloatLayer, QuantizedCnn};
 pub use quantum_head::{QuantumHead, HEAD_FRAC_BITS};
 
 /// Number of classes the model tells apart.
