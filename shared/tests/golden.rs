@@ -97,6 +97,19 @@ fn f64_matches_pennylane_to_1e_12() {
             quantum::gradient(&ansatz, &case.features, &case.weights, &case.grad_coeffs, &mut gw).unwrap();
         assert!(max_diff(gf, case.grad_features) < 1e-12, "{} grad features", case.id);
         assert!(max_diff(flat(&gw), flat(&case.grad_weights)) < 1e-12, "{} grad weights", case.id);
+
+        let mut gf = [[0.0; 4]];
+        quantum::gradient_batch(
+            &ansatz,
+            &[case.features],
+            &case.weights,
+            &[case.grad_coeffs],
+            &mut gf,
+            &mut gw,
+        )
+        .unwrap();
+        assert!(max_diff(gf[0], case.grad_features) < 1e-12, "{} batch grad features", case.id);
+        assert!(max_diff(flat(&gw), flat(&case.grad_weights)) < 1e-12, "{} batch grad weights", case.id);
     }
 }
 

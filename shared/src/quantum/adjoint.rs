@@ -9,9 +9,11 @@
 //! `M = sum_b phi_b lambda_b^dagger`, and undoing a gate `G` maps `M` to `G^dagger M G`, so
 //! one 16x16 matrix replaces the batch's 2 x B state vectors.
 
+use super::fused::FusedLayer;
 use super::matrix::Matrix;
-use super::state::half;
-use super::{simulate, z_sign, Ansatz, Error, LayerWeights, Param, Real, Result, Unitary, DIM, WIRES};
+use super::{
+    simulate, z_sign, Ansatz, Error, Gate, LayerWeights, Param, Real, Result, Unitary, Wire, DIM, WIRES,
+};
 
 /// Gradient of `sum_i coeffs[i] <Z_i>` for one sample. Returns the derivative with respect to
 /// the features and overwrites `grad_weights` with the derivative with respect to the weights.
@@ -86,22 +88,31 @@ pub fn gradient_batch<T: Real>(
             }
         }
         // The embedding's rotations commute, so each sees the adjoint state U^dagger lambda.
-        let lambda_top = u.adjoint_apply(&lr, &li);
-        let psi = u.phased(&r);
-        for (gw, op) in g.iter_mut().zip(ansatz.embedding_ops()) {
-            *gw = lambda_top.inner(&psi.pauli(op.gate)).im;
-        }
+        *g = u.feature_gradient(&r, &lr, &li);
     }
 
-    // Backward through the layers, once for the whole batch.
-    grad_weights.iter_mut().for_each(|l| *l = [[T::zero(); 3]; WIRES]);
-    for op in ansatz.layer_ops().rev() {
-        let (s, c) = (op.angle(&[T::zero(); WIRES], weights) * half()).sin_cos();
-        if let Some(Param::Weight { layer, wire, k }) = op.param {
-            grad_weights[layer][wire][k] = m.im_trace_pauli(op.gate);
+    // Backward through the layers, once for the whole batch. Within a layer the four
+    // rotations of each kind sit on different wires and commute with each other's Paulis, so
+    // they share one M.
+    for (l, (w, g)) in weights.iter().zip(grad_weights.iter_mut()).enumerate().rev() {
+        let layer = FusedLayer::new(ansatz, l, w);
+        m.unpermute_both(&layer.perm);
+        let wires = || (0..WIRES).map(Wire::wrapping);
+        for (wire, gw) in wires().zip(g.iter_mut()) {
+            gw[2] = m.im_trace_pauli(Gate::Rz(wire));
         }
-        m.gate_left(op.gate, -s, c);
-        m.gate_right(op.gate, s, c);
+        m.unphase_both(&layer.omega);
+        for (wire, gw) in wires().zip(g.iter_mut()) {
+            gw[1] = m.im_trace_pauli(Gate::Ry(wire));
+        }
+        for (wire, &(s, c)) in wires().zip(&layer.theta) {
+            m.gate_left(Gate::Ry(wire), -s, c);
+            m.gate_right(Gate::Ry(wire), s, c);
+        }
+        for (wire, gw) in wires().zip(g.iter_mut()) {
+            gw[0] = m.im_trace_pauli(Gate::Rz(wire));
+        }
+        m.unphase_both(&layer.phi);
     }
     Ok(())
 }

@@ -219,6 +219,24 @@ impl Ansatz {
         (0..self.layers() * OPS_PER_LAYER).map(move |n| self.layer_op(n / OPS_PER_LAYER, n % OPS_PER_LAYER))
     }
 
+    /// Where layer `layer`'s CNOTs, in order, send each basis state: `perm[k]` is the image
+    /// of `|k>` (layers beyond the circuit's permute nothing).
+    pub(crate) fn cnot_permutation(&self, layer: usize) -> [u8; super::DIM] {
+        let r = self.ranges.get(layer).copied().unwrap_or(0) as usize;
+        core::array::from_fn(|k| {
+            let mut k = k;
+            if r != 0 {
+                for i in 0..WIRES {
+                    let (control, target) = (Wire::wrapping(i), Wire::wrapping(i + r));
+                    if k & control.mask() != 0 {
+                        k ^= target.mask();
+                    }
+                }
+            }
+            k as u8
+        })
+    }
+
     fn layer_op(&self, layer: usize, j: usize) -> Op {
         if j < 12 {
             // Rot(phi, theta, omega) on wire j / 3 is RZ(phi), then RY(theta), then RZ(omega).

@@ -121,6 +121,52 @@ impl<T: Real> Matrix<T> {
         }
     }
 
+    /// `self <- P self` for the permutation sending `|k>` to `|perm[k]>`.
+    pub fn permute_left(&mut self, perm: &[u8; DIM]) {
+        let old = self.clone();
+        for k in 0..DIM {
+            let to = perm[k] as usize % DIM;
+            (self.re[to], self.im[to]) = (old.re[k], old.im[k]);
+        }
+    }
+
+    /// `self <- P^T self P`: undoes a permutation on both sides.
+    pub fn unpermute_both(&mut self, perm: &[u8; DIM]) {
+        let old = self.clone();
+        for j in 0..DIM {
+            let pj = perm[j] as usize % DIM;
+            for k in 0..DIM {
+                let pk = perm[k] as usize % DIM;
+                (self.re[j][k], self.im[j][k]) = (old.re[pj][pk], old.im[pj][pk]);
+            }
+        }
+    }
+
+    /// `self <- D self` for the diagonal `d`.
+    pub fn phase_left(&mut self, d: &[Complex<T>; DIM]) {
+        for k in 0..DIM {
+            let (dr, di) = (d[k].re, d[k].im);
+            let (re, im) = (&mut self.re[k], &mut self.im[k]);
+            for l in 0..DIM {
+                (re[l], im[l]) = (dr * re[l] - di * im[l], dr * im[l] + di * re[l]);
+            }
+        }
+    }
+
+    /// `self <- D^dagger self D` for the diagonal `d`.
+    pub fn unphase_both(&mut self, d: &[Complex<T>; DIM]) {
+        let (dr, di): ([T; DIM], [T; DIM]) = (d.map(|z| z.re), d.map(|z| z.im));
+        for j in 0..DIM {
+            // Row j times conj(d_j), column k times d_k: one multiplier per element.
+            let (cr, ci) = (dr[j], -di[j]);
+            let (re, im) = (&mut self.re[j], &mut self.im[j]);
+            for k in 0..DIM {
+                let (fr, fi) = (cr * dr[k] - ci * di[k], cr * di[k] + ci * dr[k]);
+                (re[k], im[k]) = (fr * re[k] - fi * im[k], fr * im[k] + fi * re[k]);
+            }
+        }
+    }
+
     fn cnot_rows(&mut self, control: Wire, target: Wire) {
         let (cm, tm) = (control.mask(), target.mask());
         if cm == tm {

@@ -22,6 +22,7 @@ mod ansatz;
 mod embedding;
 mod error;
 pub mod fixed;
+mod fused;
 mod matrix;
 mod state;
 mod unitary;

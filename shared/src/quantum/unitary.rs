@@ -1,9 +1,10 @@
 //! The entangling layers compiled to one 16x16 unitary: the inference fast path.
 
 use super::embedding::{kron, quarter_turns, times_minus_i_pow, wire_factors};
+use super::fused::FusedLayer;
 use super::matrix::Matrix;
 use super::state::half;
-use super::{z_sign, Ansatz, LayerWeights, Real, Result, Rotation, State, DIM, WIRES};
+use super::{z_sign, Ansatz, Gate, LayerWeights, Real, Result, Rotation, State, Wire, DIM, WIRES};
 use num_complex::Complex;
 
 /// `U = layer_L ... layer_1` for fixed weights, applied after the embedding.
@@ -28,9 +29,14 @@ impl<T: Real> Unitary<T> {
     pub fn compile(ansatz: &Ansatz, weights: &[LayerWeights<T>]) -> Result<Self> {
         ansatz.check_weights(weights)?;
         let mut u = Matrix::identity();
-        for op in ansatz.layer_ops() {
-            let (s, c) = (op.angle(&[T::zero(); WIRES], weights) * half()).sin_cos();
-            u.gate_left(op.gate, s, c);
+        for (l, w) in weights.iter().enumerate() {
+            let layer = FusedLayer::new(ansatz, l, w);
+            u.phase_left(&layer.phi);
+            for (wire, &(s, c)) in layer.theta.iter().enumerate() {
+                u.gate_left(Gate::Ry(Wire::wrapping(wire)), s, c);
+            }
+            u.phase_left(&layer.omega);
+            u.permute_left(&layer.perm);
         }
         let rotation = ansatz.rotation();
         let mut v = Self { rotation, re: [[T::zero(); DIM]; DIM], im: [[T::zero(); DIM]; DIM] };
@@ -107,30 +113,50 @@ impl<T: Real> Unitary<T> {
         (re, im)
     }
 
-    /// `U^dagger lambda = D V^dagger lambda` for `lambda = lr + i li`.
-    pub(crate) fn adjoint_apply(&self, lr: &[T; DIM], li: &[T; DIM]) -> State<T> {
-        let mut out = State::zero();
-        for (k, a) in out.amplitudes.iter_mut().enumerate() {
-            // (V^dagger lambda)_k = sum_j conj(V[j][k]) lambda_j: column k of V, contiguous.
+    /// `d/dx_w` of `<psi(x)| U^dagger O U |psi(x)>` given `r` (from [`Self::real_embedding`])
+    /// and `lambda = O U psi = lr + i li`: the embedding's part of the adjoint method,
+    /// `Im <U^dagger lambda| P_w |psi>`.
+    ///
+    /// With `t = V^dagger lambda` and `psi = D r` this is real arithmetic only:
+    /// `sum_k s_k Re(t_k) r_{k^m}` for X and Y (`s_k = -1` where wire `w`'s bit of `k` is 0,
+    /// else `+1`; the quarter-turn phases of X cancel to the same signs as Y's `+-i`), and
+    /// `-sum_k z_k r_k Im(t_k)` for Z.
+    pub(crate) fn feature_gradient(&self, r: &[T; DIM], lr: &[T; DIM], li: &[T; DIM]) -> [T; WIRES] {
+        // The half of t = V^dagger lambda the rotation needs; column k of V is contiguous.
+        let t: [T; DIM] = core::array::from_fn(|k| {
             let (vr, vi) = (&self.re[k], &self.im[k]);
-            let (mut re, mut im) = (T::zero(), T::zero());
+            let mut acc = T::zero();
             for j in 0..DIM {
-                re = re + vr[j] * lr[j] + vi[j] * li[j];
-                im = im + vr[j] * li[j] - vi[j] * lr[j];
+                acc = match self.rotation {
+                    Rotation::X | Rotation::Y => acc + vr[j] * lr[j] + vi[j] * li[j],
+                    Rotation::Z => acc + vr[j] * li[j] - vi[j] * lr[j],
+                };
             }
-            let (re, im) = times_minus_i_pow(re, im, quarter_turns(self.rotation, k));
-            *a = Complex::new(re, im);
-        }
-        out
-    }
-
-    /// `D r` as a state (the embedded state without its global phase).
-    pub(crate) fn phased(&self, r: &[T; DIM]) -> State<T> {
-        let mut out = State::zero();
-        for (k, a) in out.amplitudes.iter_mut().enumerate() {
-            let (re, im) = times_minus_i_pow(r[k], T::zero(), quarter_turns(self.rotation, k));
-            *a = Complex::new(re, im);
-        }
-        out
+            acc
+        });
+        core::array::from_fn(|w| {
+            let mask = 1 << (WIRES - 1 - w);
+            (0..DIM).fold(T::zero(), |acc, k| {
+                let bit_clear = k & mask == 0;
+                match self.rotation {
+                    Rotation::X | Rotation::Y => {
+                        let v = t[k] * r[k ^ mask];
+                        if bit_clear {
+                            acc - v
+                        } else {
+                            acc + v
+                        }
+                    }
+                    Rotation::Z => {
+                        let v = r[k] * t[k];
+                        if bit_clear {
+                            acc - v
+                        } else {
+                            acc + v
+                        }
+                    }
+                }
+            })
+        })
     }
 }
