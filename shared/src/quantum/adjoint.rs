@@ -106,8 +106,8 @@ pub fn gradient_batch<T: Real>(
             gw[1] = m.im_trace_pauli(Gate::Ry(wire));
         }
         for (wire, &(s, c)) in wires().zip(&layer.theta) {
-            m.gate_left(Gate::Ry(wire), -s, c);
-            m.gate_right(Gate::Ry(wire), s, c);
+            m.ry_left(wire, -s, c);
+            m.ry_right(wire, s, c);
         }
         for (wire, gw) in wires().zip(g.iter_mut()) {
             gw[0] = m.im_trace_pauli(Gate::Rz(wire));

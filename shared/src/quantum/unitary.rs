@@ -4,7 +4,7 @@ use super::embedding::{kron, quarter_turns, times_minus_i_pow, wire_factors};
 use super::fused::FusedLayer;
 use super::matrix::Matrix;
 use super::state::half;
-use super::{z_sign, Ansatz, Gate, LayerWeights, Real, Result, Rotation, State, Wire, DIM, WIRES};
+use super::{z_sign, Ansatz, LayerWeights, Real, Result, Rotation, State, Wire, DIM, WIRES};
 use num_complex::Complex;
 
 /// `U = layer_L ... layer_1` for fixed weights, applied after the embedding.
@@ -33,7 +33,7 @@ impl<T: Real> Unitary<T> {
             let layer = FusedLayer::new(ansatz, l, w);
             u.phase_left(&layer.phi);
             for (wire, &(s, c)) in layer.theta.iter().enumerate() {
-                u.gate_left(Gate::Ry(Wire::wrapping(wire)), s, c);
+                u.ry_left(Wire::wrapping(wire), s, c);
             }
             u.phase_left(&layer.omega);
             u.permute_left(&layer.perm);
