@@ -106,6 +106,35 @@ pub fn seal_into(buf: &mut [u8], kind: Kind, payload_len: usize) -> Result<&mut 
     Ok(buf)
 }
 
+/// Opens a `kind` artifact and decodes its whole payload as `T`.
+pub(crate) fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], kind: Kind) -> Result<T> {
+    let (value, rest) = postcard::take_from_bytes(open(bytes, kind)?).map_err(|_| Error::Payload)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(Error::Payload)
+    }
+}
+
+/// Encodes `value` as a `kind` artifact into `buf`; returns the artifact's bytes.
+pub(crate) fn encode_into<'b, T: serde::Serialize>(
+    value: &T,
+    kind: Kind,
+    buf: &'b mut [u8],
+) -> Result<&'b mut [u8]> {
+    let body = buf.get_mut(HEADER_LEN..).ok_or(Error::BufferTooSmall)?;
+    let len = postcard::to_slice(value, body).map_err(|_| Error::BufferTooSmall)?.len();
+    seal_into(buf, kind, len)
+}
+
+/// Encodes `value` as a `kind` artifact into a new vector.
+#[cfg(any(test, feature = "alloc"))]
+pub(crate) fn encode_to_vec<T: serde::Serialize>(value: &T, kind: Kind) -> alloc::vec::Vec<u8> {
+    // Serialising plain numbers, arrays and byte slices into a growable vector cannot fail.
+    let payload = postcard::to_allocvec(value).unwrap_or_default();
+    seal_to_vec(kind, &payload)
+}
+
 /// Header + `payload` as a new vector.
 #[cfg(any(test, feature = "alloc"))]
 pub fn seal_to_vec(kind: Kind, payload: &[u8]) -> alloc::vec::Vec<u8> {

@@ -1,7 +1,7 @@
 //! The integer CNN artifact: layers with borrowed `i8` weights, run by [`crate::nn`] into the
 //! circuit's four angles.
 
-use super::container::{self, Kind, HEADER_LEN};
+use super::container::{self, Kind};
 use super::{Error, Result};
 use crate::nn::{self, Conv2dOptions, DenseOptions, MaxPoolOptions, Requant};
 use crate::quantum::fixed::Angle;
@@ -73,11 +73,7 @@ impl<'a> IntCnn<'a> {
     /// Container errors, [`Error::Payload`] when the payload does not decode exactly,
     /// [`Error::Invalid`] when the layers do not chain from a 64x64 image to 4 angles.
     pub fn decode_from_bytes(bytes: &'a [u8]) -> Result<Self> {
-        let payload = container::open(bytes, Kind::IntCnn)?;
-        let (cnn, rest): (Self, _) = postcard::take_from_bytes(payload).map_err(|_| Error::Payload)?;
-        if !rest.is_empty() {
-            return Err(Error::Payload);
-        }
+        let cnn: Self = container::decode(bytes, Kind::IntCnn)?;
         cnn.validate()?;
         Ok(cnn)
     }
@@ -211,9 +207,7 @@ impl<'a> IntCnn<'a> {
     /// Encodes into a new vector.
     #[cfg(any(test, feature = "alloc"))]
     pub fn encode_to_vec(&self) -> alloc::vec::Vec<u8> {
-        // Serialising into a growable vector cannot fail.
-        let payload = postcard::to_allocvec(self).unwrap_or_default();
-        container::seal_to_vec(Kind::IntCnn, &payload)
+        container::encode_to_vec(self, Kind::IntCnn)
     }
 
     /// Encodes into `buf`; returns the artifact's bytes.
@@ -221,8 +215,6 @@ impl<'a> IntCnn<'a> {
     /// # Errors
     /// [`Error::BufferTooSmall`] when `buf` cannot hold it.
     pub fn encode_to_slice<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8]> {
-        let body = buf.get_mut(HEADER_LEN..).ok_or(Error::BufferTooSmall)?;
-        let len = postcard::to_slice(self, body).map_err(|_| Error::BufferTooSmall)?.len();
-        container::seal_into(buf, Kind::IntCnn, len)
+        container::encode_into(self, Kind::IntCnn, buf)
     }
 }

@@ -1,6 +1,6 @@
 //! The circuit and the linear head: float parameters for hosts, fixed point for the firmware.
 
-use super::container::{self, Kind, HEADER_LEN};
+use super::container::{self, Kind};
 use super::{Error, Result, CLASSES};
 use crate::quantum::fixed::{FixedUnitary, Q30};
 use crate::quantum::{Ansatz, LayerWeights, Rotation, Unitary, DIM, MAX_LAYERS, WIRES};
@@ -93,11 +93,7 @@ impl QuantumHead {
     /// Any container error (see [`container::open`]), [`Error::Payload`] when the payload does
     /// not decode exactly, [`Error::Invalid`] when it decodes to an invalid model.
     pub fn decode_from_bytes(bytes: &[u8]) -> Result<Self> {
-        let payload = container::open(bytes, Kind::QuantumHead)?;
-        let (head, rest): (Self, _) = postcard::take_from_bytes(payload).map_err(|_| Error::Payload)?;
-        if !rest.is_empty() {
-            return Err(Error::Payload);
-        }
+        let head: Self = container::decode(bytes, Kind::QuantumHead)?;
         head.validate()?;
         Ok(head)
     }
@@ -133,17 +129,13 @@ impl QuantumHead {
     /// # Errors
     /// [`Error::BufferTooSmall`] when `buf` cannot hold it.
     pub fn encode_to_slice<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8]> {
-        let body = buf.get_mut(HEADER_LEN..).ok_or(Error::BufferTooSmall)?;
-        let len = postcard::to_slice(self, body).map_err(|_| Error::BufferTooSmall)?.len();
-        container::seal_into(buf, Kind::QuantumHead, len)
+        container::encode_into(self, Kind::QuantumHead, buf)
     }
 
     /// Encodes into a new vector.
     #[cfg(any(test, feature = "alloc"))]
     pub fn encode_to_vec(&self) -> alloc::vec::Vec<u8> {
-        // Serialising plain numbers and arrays into a growable vector cannot fail.
-        let payload = postcard::to_allocvec(self).unwrap_or_default();
-        container::seal_to_vec(Kind::QuantumHead, &payload)
+        container::encode_to_vec(self, Kind::QuantumHead)
     }
 
     /// The circuit.

@@ -20,6 +20,12 @@ impl DenseOptions {
     pub fn weights_len(&self) -> usize {
         self.inputs as usize * self.outputs as usize
     }
+
+    fn check(&self, input: &[u8], weights: &[u8], outputs: usize) -> Result<()> {
+        check_len("input", self.inputs as usize, input.len())?;
+        check_len("weights", self.weights_len(), weights.len())?;
+        check_len("output", self.outputs as usize, outputs)
+    }
 }
 
 /// `acc[o] = bias(o) + sum_i input[i] * weights[o][i]`, the raw `i32` accumulators (the
@@ -34,9 +40,7 @@ pub fn dense(
     bias: impl Fn(usize) -> i32,
     acc: &mut [i32],
 ) -> Result<()> {
-    check_len("input", options.inputs as usize, input.len())?;
-    check_len("weights", options.weights_len(), weights.len())?;
-    check_len("output", options.outputs as usize, acc.len())?;
+    options.check(input, weights, acc.len())?;
     for (o, (a, row)) in acc.iter_mut().zip(weights.chunks_exact(options.inputs as usize)).enumerate() {
         *a = dot(input, row, bias(o));
     }
@@ -55,9 +59,7 @@ pub fn dense_relu(
     requant: impl Fn(usize) -> Requant,
     output: &mut [u8],
 ) -> Result<()> {
-    check_len("input", options.inputs as usize, input.len())?;
-    check_len("weights", options.weights_len(), weights.len())?;
-    check_len("output", options.outputs as usize, output.len())?;
+    options.check(input, weights, output.len())?;
     for (o, (y, row)) in output.iter_mut().zip(weights.chunks_exact(options.inputs as usize)).enumerate() {
         *y = requant(o).apply_relu_u8(dot(input, row, bias(o)));
     }
