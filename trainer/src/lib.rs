@@ -1,0 +1,3 @@
+//! Trains the hybrid CNN + 4-qubit circuit classifier on Medical MNIST and exports it.
+
+pub mod circuit;
