@@ -1,3 +1,14 @@
 //! Trains the hybrid CNN + 4-qubit circuit classifier on Medical MNIST and exports it.
+//!
+//! Layout as burn's `examples/guide`: [`data`] (files -> u8 images -> batches), [`model`] (the
+//! hybrid and the CNN baseline, [`circuit`] being the quantum layer), [`training`] (the loop
+//! and checkpoints), [`metrics`] and [`plot`] (a run's figures and pictures), [`export`] (ONNX
+//! encoder, circuit + head parameters, model card).
 
 pub mod circuit;
+pub mod data;
+pub mod export;
+pub mod metrics;
+pub mod model;
+pub mod plot;
+pub mod training;

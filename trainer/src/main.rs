@@ -1,1 +1,310 @@
-fn main() {}
+//! `trainer`: train (default), predict, export. See `trainer --help`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use trainer::data::{self, Listing, Split};
+use trainer::export::{self, ModelDescription, Provenance};
+use trainer::metrics::{Evaluation, RunMetrics};
+use trainer::model::{ModelConfig, ModelKind};
+use trainer::plot;
+use trainer::training::{self, TrainingConfig, TrainingSetup};
+
+/// Train the hybrid CNN + 4-qubit classifier on Medical MNIST, predict, export to models/.
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (the default when no subcommand is given).
+    Train(TrainArgs),
+    /// Classify one image: prints the class and every class probability.
+    Predict(PredictArgs),
+    /// Write a run's model into models/: ONNX encoder, circuit + head, model card.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Data set folder: one sub-folder of images per class.
+    #[arg(long, default_value = "../shared/data/medical-mnist")]
+    data: PathBuf,
+    /// Test split: a split file listing test files (split-seed0.json), `none` for a seeded
+    /// stratified 80/20 split, or `auto`: split-seed0.json beside the data folder if it exists.
+    #[arg(long, default_value = "auto")]
+    split: String,
+    /// Run folder (config, checkpoints, metrics, plots, model) [default: runs/<model>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ModelArg::Hybrid)]
+    model: ModelArg,
+    /// [default: 10]
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads [default: all cores]. The same seed and thread count give the same model.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Keep at most this many training images per class (and a quarter as many test images).
+    #[arg(long)]
+    limit_per_class: Option<usize>,
+    /// Continue from the run folder's newest checkpoint, with its saved configuration.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Image file (any size or colour; converted to 64x64 gray).
+    image: PathBuf,
+    /// Folder holding model.bpk + model.json (a run folder or models/).
+    #[arg(long, default_value = "models")]
+    model_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Run folder of a finished hybrid training run.
+    #[arg(long, default_value = "runs/hybrid")]
+    run: PathBuf,
+    /// Destination folder.
+    #[arg(long, default_value = "models")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelArg {
+    Hybrid,
+    Cnn,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    /// The CPU backend compiled in: flex (default feature) or ndarray.
+    Cpu,
+    /// A GPU through wgpu (Metal on macOS); needs the `wgpu` feature.
+    Wgpu,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => train(cli.train),
+        Some(Command::Train(args)) => train(args),
+        Some(Command::Predict(args)) => predict(args),
+        Some(Command::Export(args)) => export(args),
+    }
+}
+
+fn device(choice: DeviceArg) -> Result<Device> {
+    match choice {
+        DeviceArg::Cpu => cpu_device(),
+        DeviceArg::Wgpu => wgpu_device(),
+    }
+}
+
+/// flex when compiled in (the default feature), else ndarray.
+fn cpu_device() -> Result<Device> {
+    #[cfg(feature = "flex")]
+    return Ok(Device::flex());
+    #[cfg(all(not(feature = "flex"), feature = "ndarray"))]
+    #[allow(deprecated)] // ndarray is deprecated upstream; kept selectable on purpose
+    return Ok(Device::ndarray());
+    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
+    bail!("no CPU backend compiled in: build with --features flex or ndarray")
+}
+
+fn wgpu_device() -> Result<Device> {
+    #[cfg(feature = "wgpu")]
+    return Ok(Device::wgpu(Default::default()));
+    #[cfg(not(feature = "wgpu"))]
+    bail!("built without the wgpu feature: cargo run -p trainer --release --features wgpu -- --device wgpu")
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("setting the thread count")?;
+    }
+    let kind = match args.model {
+        ModelArg::Hybrid => ModelKind::Hybrid,
+        ModelArg::Cnn => ModelKind::Cnn,
+    };
+    let run_dir = args.out.clone().unwrap_or_else(|| PathBuf::from(match kind {
+        ModelKind::Hybrid => "runs/hybrid",
+        ModelKind::Cnn => "runs/cnn",
+    }));
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let wall = Instant::now();
+
+    let started = Instant::now();
+    let listing = Listing::scan(&args.data)?;
+    let split = choose_split(&args, &listing)?;
+    let split = match args.limit_per_class {
+        Some(limit) => split.limit_per_class(&listing, limit, args.seed),
+        None => split,
+    };
+    let mut wanted: Vec<usize> = split.train.iter().chain(&split.test).copied().collect();
+    wanted.sort_unstable();
+    let (images, report) = data::decode(&listing, &wanted)?;
+    for (path, reason) in &report.skipped {
+        eprintln!("skipped {}: {reason}", path.display());
+    }
+    let mut is_test = vec![false; listing.files.len()];
+    split.test.iter().for_each(|&i| is_test[i] = true);
+    let (test, train): (Vec<usize>, Vec<usize>) = (0..images.len()).partition(|&i| is_test[images.files[i]]);
+    eprintln!(
+        "data: {} classes, {} train + {} test images decoded in {:.2} s ({} skipped, {} converted); split: {}",
+        listing.classes.len(),
+        train.len(),
+        test.len(),
+        started.elapsed().as_secs_f64(),
+        report.skipped.len(),
+        report.converted,
+        split.source
+    );
+
+    let config_path = run_dir.join("config.json");
+    let config = if args.resume && config_path.exists() {
+        let saved = TrainingConfig::load(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
+        let epochs = args.epochs.unwrap_or(saved.epochs);
+        saved.with_epochs(epochs)
+    } else {
+        TrainingConfig::new(ModelConfig::for_kind(kind, listing.classes.len()))
+            .with_epochs(args.epochs.unwrap_or(10))
+            .with_batch_size(args.batch_size)
+            .with_learning_rate(args.lr)
+            .with_seed(args.seed)
+    };
+    config.save(&config_path).with_context(|| format!("writing {}", config_path.display()))?;
+
+    let device = device(args.device)?.autodiff();
+    let parameters = config.model.init(&device).param_count();
+    eprintln!("model: {kind:?}, {parameters} parameters; {} threads", rayon::current_num_threads());
+    let setup = TrainingSetup { images: &images, train: &train, validation: &test, run_dir: &run_dir, device: &device, progress: true };
+    let trained = training::train(&config, &setup, args.resume)?;
+
+    let model = trained.model.valid();
+    let inference_device = device.inner();
+    let predicted = training::predict_classes(&model, &images, &test, &inference_device);
+    let truth: Vec<usize> = test.iter().map(|&i| usize::from(images.labels[i])).collect();
+    let evaluation = Evaluation::new(&listing.classes, &truth, &predicted);
+    let description = ModelDescription { model: config.model.clone(), classes: listing.classes.clone() };
+    export::save_model(&run_dir, &model, &description)?;
+
+    let metrics = RunMetrics {
+        model: format!("{kind:?}").to_lowercase(),
+        parameters,
+        classes: listing.classes.clone(),
+        split: split.source.clone(),
+        seed: config.seed,
+        train_images: train.len(),
+        dataset_sha256: report.content_hash.clone(),
+        threads: rayon::current_num_threads(),
+        training_seconds: trained.epochs.iter().map(|e| e.train_seconds).sum(),
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        test: evaluation,
+        epochs: trained.epochs,
+    };
+    training::write_json(&run_dir.join("metrics.json"), &metrics)?;
+    plot::learning_curves(&run_dir.join("learning-curves.png"), &metrics.epochs)?;
+    plot::confusion_matrix(&run_dir.join("confusion-matrix.png"), &listing.classes, &metrics.test)?;
+    println!(
+        "test accuracy {:.4} % ({} of {} wrong), macro F1 {:.5}; {parameters} parameters; {:.1} s training ({:.2} s/epoch); outputs in {}",
+        100.0 * metrics.test.accuracy,
+        metrics.test.images - (metrics.test.accuracy * metrics.test.images as f64).round() as usize,
+        metrics.test.images,
+        metrics.test.macro_f1,
+        metrics.training_seconds,
+        metrics.training_seconds / metrics.epochs.len().max(1) as f64,
+        run_dir.display()
+    );
+    Ok(())
+}
+
+fn choose_split(args: &TrainArgs, listing: &Listing) -> Result<Split> {
+    let beside_data = args.data.parent().map(|p| p.join("split-seed0.json"));
+    let file = match args.split.as_str() {
+        "none" => None,
+        "auto" => beside_data.filter(|p| p.exists()),
+        path => Some(PathBuf::from(path)),
+    };
+    Ok(match file {
+        Some(path) => Split::from_file(&path, listing)?,
+        None => Split::stratified(listing, 0.2, args.seed),
+    })
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    let device = device(args.device)?;
+    let (model, description) = export::load_model(&args.model_dir, &device)
+        .with_context(|| format!("loading the model from {} (train and export first?)", args.model_dir.display()))?;
+    let pixels = data::load_image(&args.image)?;
+    let probabilities = softmax(model.forward(data::images_tensor(std::iter::once(pixels.as_slice()), &device)), 1)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading probabilities: {e:?}"))?;
+    let best = probabilities.iter().enumerate().fold(0, |b, (i, &p)| if p > probabilities[b] { i } else { b });
+    println!("{}: {} ({:.2} %)", args.image.display(), description.classes[best], 100.0 * probabilities[best]);
+    for (class, p) in description.classes.iter().zip(&probabilities) {
+        println!("  {class:<10} {:>8.4} %", 100.0 * p);
+    }
+    Ok(())
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    let provenance = Provenance { git_commit: git_commit(), command: std::env::args().collect::<Vec<_>>().join(" ") };
+    let card = export::export_run(&args.run, &args.out, &cpu_device()?, &provenance)?;
+    for artifact in &card.artifacts {
+        println!("{}  {}", artifact.sha256, args.out.join(&artifact.file).display());
+    }
+    println!("model card: {}", args.out.join(export::MODEL_CARD_FILE).display());
+    Ok(())
+}
+
+/// The checked-out commit, `-dirty` when the work tree has changes; "unknown" outside git.
+fn git_commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git").args(args).current_dir(Path::new(".")).output().ok().filter(|o| o.status.success())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(out) => {
+            let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|o| !o.stdout.is_empty());
+            if dirty { format!("{commit}-dirty") } else { commit }
+        }
+        None => "unknown".into(),
+    }
+}

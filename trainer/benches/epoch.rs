@@ -1,0 +1,195 @@
+//! Where a training epoch's time goes, per encoder design: batching, forward, backward,
+//! optimizer, and the circuit alone. Prints a table; `cargo bench -p trainer --bench epoch`.
+//!
+//! Uses synthetic images (timings do not depend on pixel values), so it runs without the data
+//! set. `BENCH_THREADS` fixes the rayon pool size (default: all cores); `BENCH_FILTER` keeps
+//! the designs whose name contains it.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor};
+use trainer::circuit::Circuit;
+use trainer::data::{self, Images, IMAGE_PIXELS};
+use trainer::model::{ConvBlockConfig, ModelConfig, ModelKind};
+
+const BATCH: usize = 32;
+/// Training images per epoch on split-seed0.
+const EPOCH_IMAGES: usize = 47_163;
+const STEPS: usize = 60;
+const WARMUP: usize = 10;
+
+fn main() {
+    if let Some(threads) = std::env::var("BENCH_THREADS").ok().and_then(|t| t.parse().ok()) {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("rayon pool");
+    }
+    let device = Device::flex().autodiff();
+    let images = synthetic_images(BATCH * 8);
+    println!("threads {}, batch {BATCH}, {STEPS} steps after {WARMUP} warm-up", rayon::current_num_threads());
+    println!(
+        "{:<34} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "design", "params", "batch", "fwd", "bwd", "optim", "step", "s/epoch"
+    );
+    let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
+    for (name, config) in designs().into_iter().filter(|(name, _)| name.contains(&filter)) {
+        let timing = time_steps(&config, &images, &device);
+        println!(
+            "{name:<34} {:>7} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>9.1}",
+            timing.params,
+            ms(timing.batch),
+            ms(timing.forward),
+            ms(timing.backward),
+            ms(timing.optimizer),
+            ms(timing.step()),
+            timing.step().as_secs_f64() * (EPOCH_IMAGES as f64 / BATCH as f64)
+        );
+    }
+    let circuit = time_circuit(&device);
+    println!("circuit alone (4 layers, batch {BATCH}), forward + backward: {:.3} ms", ms(circuit));
+}
+
+fn designs() -> Vec<(&'static str, ModelConfig)> {
+    let hybrid = |blocks| ModelConfig::new(ModelKind::Hybrid, 6, blocks, 4);
+    vec![
+        ("default: s4 8 | s2 16 | 32p", ModelConfig::hybrid(6)),
+        (
+            "spike: 8p | 16p | 32p (full res)",
+            hybrid(vec![
+                ConvBlockConfig::new(8, 3).with_padding(1).with_pool(2),
+                ConvBlockConfig::new(16, 3).with_padding(1).with_pool(2),
+                ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
+            ]),
+        ),
+        (
+            "s2 8p | 16p | 32p",
+            hybrid(vec![
+                ConvBlockConfig::new(8, 3).with_stride(2).with_padding(1).with_pool(2),
+                ConvBlockConfig::new(16, 3).with_padding(1).with_pool(2),
+                ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
+            ]),
+        ),
+        (
+            "s4 8 | 16p | 32p",
+            hybrid(vec![
+                ConvBlockConfig::new(8, 4).with_stride(4),
+                ConvBlockConfig::new(16, 3).with_padding(1).with_pool(2),
+                ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
+            ]),
+        ),
+        (
+            "s4 8 | 16p | 16p",
+            hybrid(vec![
+                ConvBlockConfig::new(8, 4).with_stride(4),
+                ConvBlockConfig::new(16, 3).with_padding(1).with_pool(2),
+                ConvBlockConfig::new(16, 3).with_padding(1).with_pool(2),
+            ]),
+        ),
+        (
+            "s4 16 | s2 32 | 32p",
+            hybrid(vec![
+                ConvBlockConfig::new(16, 4).with_stride(4),
+                ConvBlockConfig::new(32, 3).with_stride(2).with_padding(1),
+                ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
+            ]),
+        ),
+        (
+            "s4 16 | 32p | 32p",
+            hybrid(vec![
+                ConvBlockConfig::new(16, 4).with_stride(4),
+                ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
+                ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
+            ]),
+        ),
+        (
+            "s4 8 | 8p | 16p",
+            hybrid(vec![
+                ConvBlockConfig::new(8, 4).with_stride(4),
+                ConvBlockConfig::new(8, 3).with_padding(1).with_pool(2),
+                ConvBlockConfig::new(16, 3).with_padding(1).with_pool(2),
+            ]),
+        ),
+        ("cnn baseline", ModelConfig::cnn(6)),
+    ]
+}
+
+struct Timing {
+    params: usize,
+    batch: Duration,
+    forward: Duration,
+    backward: Duration,
+    optimizer: Duration,
+}
+
+impl Timing {
+    fn step(&self) -> Duration {
+        self.batch + self.forward + self.backward + self.optimizer
+    }
+}
+
+fn time_steps(config: &ModelConfig, images: &Images, device: &Device) -> Timing {
+    let mut model = config.init(device);
+    let params = model.num_params();
+    let mut optimizer = AdamConfig::new().init();
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let mut timing = Timing { params, batch: Duration::ZERO, forward: Duration::ZERO, backward: Duration::ZERO, optimizer: Duration::ZERO };
+    let indices: Vec<usize> = (0..images.len()).collect();
+    for step in 0..WARMUP + STEPS {
+        let chunk = &indices[(step * BATCH) % images.len()..][..BATCH];
+        let t0 = Instant::now();
+        let batch = data::batch(images, chunk, device);
+        let t1 = Instant::now();
+        let loss = loss_fn.forward(model.forward(batch.images), batch.labels);
+        // flex runs eagerly, but read a value so nothing is deferred into the next phase.
+        let loss_value = loss.clone().into_scalar::<f32>();
+        let t2 = Instant::now();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let t3 = Instant::now();
+        model = optimizer.step(1e-3, model, grads);
+        black_box(loss_value);
+        let t4 = Instant::now();
+        if step >= WARMUP {
+            timing.batch += t1 - t0;
+            timing.forward += t2 - t1;
+            timing.backward += t3 - t2;
+            timing.optimizer += t4 - t3;
+        }
+    }
+    let per_step = |d: Duration| d / STEPS as u32;
+    Timing {
+        params,
+        batch: per_step(timing.batch),
+        forward: per_step(timing.forward),
+        backward: per_step(timing.backward),
+        optimizer: per_step(timing.optimizer),
+    }
+}
+
+fn time_circuit(device: &Device) -> Duration {
+    device.seed(0);
+    let circuit = Circuit::new(4, device);
+    let angles = Tensor::<2>::random([BATCH, 4], burn::tensor::Distribution::Uniform(-3.0, 3.0), device).require_grad();
+    let run = || {
+        let grads = circuit.forward(angles.clone()).sum().backward();
+        black_box(circuit.weights.val().grad(&grads));
+    };
+    (0..WARMUP).for_each(|_| run());
+    let start = Instant::now();
+    (0..STEPS).for_each(|_| run());
+    start.elapsed() / STEPS as u32
+}
+
+fn synthetic_images(count: usize) -> Images {
+    let mut rng = data::SplitMix64::new(1);
+    Images {
+        pixels: (0..count * IMAGE_PIXELS).map(|_| rng.next_u64() as u8).collect(),
+        labels: (0..count).map(|i| (i % 6) as u8).collect(),
+        files: (0..count).collect(),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}

@@ -1,0 +1,181 @@
+//! PNG pictures of a run: learning curves (the paper's Fig. 2) and the confusion matrix (Fig. 3).
+//!
+//! Drawn with plotters' bitmap backend and encoded with `image`, so no system library is
+//! needed. Text uses a TrueType font found at run time (`TRAINER_FONT`, else common system
+//! paths); without one the pictures are drawn without text and a warning says so.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::metrics::Evaluation;
+use crate::training::EpochRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("drawing {path}: {reason}")]
+    Draw { path: PathBuf, reason: String },
+    #[error("writing {path}: {source}")]
+    Encode { path: PathBuf, source: image::ImageError },
+}
+
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "/Library/Fonts/Arial.ttf",
+    "C:\\Windows\\Fonts\\arial.ttf",
+];
+
+/// Registers a system font for plotters once; false when none was found.
+fn font_available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let candidates = std::env::var("TRAINER_FONT").into_iter().chain(FONT_PATHS.iter().map(|p| p.to_string()));
+        for path in candidates {
+            if let Ok(bytes) = std::fs::read(&path) {
+                // plotters keeps fonts for the whole process, so the bytes must live as long.
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        eprintln!("warning: no TrueType font found (set TRAINER_FONT=path.ttf); plots have no text");
+        false
+    })
+}
+
+fn draw_err(path: &Path) -> impl Fn(String) -> PlotError + '_ {
+    move |reason| PlotError::Draw { path: path.to_path_buf(), reason }
+}
+
+/// Renders `draw` into a `width` x `height` RGB buffer and saves it as PNG.
+fn render(
+    path: &Path,
+    (width, height): (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<(), PlotError> {
+    let mut buffer = vec![0u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(path)(e.to_string()))?;
+        draw(root.clone()).map_err(draw_err(path))?;
+        root.present().map_err(|e| draw_err(path)(e.to_string()))?;
+    }
+    let image = image::RgbImage::from_raw(width, height, buffer)
+        .ok_or_else(|| draw_err(path)("buffer size mismatch".into()))?;
+    image.save(path).map_err(|source| PlotError::Encode { path: path.to_path_buf(), source })
+}
+
+/// Validation accuracy and training loss per epoch, side by side.
+///
+/// # Errors
+/// [`PlotError`] when drawing or writing fails.
+pub fn learning_curves(path: &Path, epochs: &[EpochRecord]) -> Result<(), PlotError> {
+    let text = font_available();
+    render(path, (1000, 420), |root| {
+        let panels = root.split_evenly((1, 2));
+        let last = epochs.len().max(1) as f64;
+        let x_range = 0.5..last + 0.5;
+        let accuracy: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.validation_accuracy)).collect();
+        let train_accuracy: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.train_accuracy)).collect();
+        let low = accuracy.iter().chain(&train_accuracy).map(|p| p.1).fold(100.0, f64::min);
+        let acc_low = (low - 0.5).clamp(0.0, 99.0);
+        let loss: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
+        let loss_high = loss.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1 + 1e-6;
+
+        let series: [(&str, &str, std::ops::Range<f64>, Vec<(&str, &Vec<(f64, f64)>, RGBColor)>); 2] = [
+            ("Validation accuracy", "accuracy (%)", acc_low..100.0, vec![("validation", &accuracy, BLUE), ("training", &train_accuracy, RGBColor(150, 150, 150))]),
+            ("Training loss", "cross-entropy", 0.0..loss_high, vec![("training", &loss, RED)]),
+        ];
+        for (panel, (title, y_desc, y_range, lines)) in panels.iter().zip(series) {
+            let mut builder = ChartBuilder::on(panel);
+            builder.margin(15).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 60 } else { 5 });
+            if text {
+                builder.caption(title, ("sans-serif", 22));
+            }
+            let mut chart = builder.build_cartesian_2d(x_range.clone(), y_range).map_err(|e| e.to_string())?;
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc("epoch").y_desc(y_desc).x_labels(epochs.len().clamp(2, 12)).x_label_formatter(&|x| format!("{x:.0}"));
+            if !text {
+                mesh.disable_x_mesh().x_labels(0).y_labels(0);
+            }
+            mesh.draw().map_err(|e| e.to_string())?;
+            for (label, points, color) in lines {
+                let drawn = chart
+                    .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+                    .map_err(|e| e.to_string())?;
+                if text {
+                    drawn.label(label).legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+                }
+                chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| e.to_string())?;
+            }
+            if text {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .position(SeriesLabelPosition::LowerRight)
+                    .draw()
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The test-set confusion matrix, counts in the cells, shaded by row fraction.
+///
+/// # Errors
+/// [`PlotError`] when drawing or writing fails.
+pub fn confusion_matrix(path: &Path, classes: &[String], evaluation: &Evaluation) -> Result<(), PlotError> {
+    let text = font_available();
+    let n = classes.len();
+    render(path, (760, 700), |root| {
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(20).x_label_area_size(if text { 70 } else { 5 }).y_label_area_size(if text { 100 } else { 5 });
+        if text {
+            builder.caption(format!("Confusion matrix (test, accuracy {:.2} %)", 100.0 * evaluation.accuracy), ("sans-serif", 22));
+        }
+        let mut chart = builder.build_cartesian_2d(0..n, 0..n).map_err(|e| e.to_string())?;
+        let (width, height) = chart.plotting_area().dim_in_pixel();
+        let half_cell = (width as i32 / (2 * n.max(1) as i32), height as i32 / (2 * n.max(1) as i32));
+        let name = |i: &usize| classes.get(*i).cloned().unwrap_or_default();
+        // Row 0 (first class) at the top, as confusion matrices are usually read.
+        let row_name = |i: &usize| n.checked_sub(i + 1).map(|r| name(&r)).unwrap_or_default();
+        let mut mesh = chart.configure_mesh();
+        mesh.disable_mesh().x_desc("predicted").y_desc("true").x_labels(n).y_labels(n).x_label_formatter(&name).y_label_formatter(&row_name);
+        if !text {
+            mesh.x_labels(0).y_labels(0);
+        }
+        // Labels sit at the left/bottom edge of each cell; centre them with an offset.
+        mesh.x_label_offset(half_cell.0).y_label_offset(-half_cell.1);
+        mesh.draw().map_err(|e| e.to_string())?;
+        for (t, row) in evaluation.confusion.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            for (p, &count) in row.iter().enumerate() {
+                let y = n - 1 - t;
+                let shade = (255.0 * (1.0 - count as f64 / total)) as u8;
+                let fill = if t == p { RGBColor(shade, shade, 255) } else if count > 0 { RGBColor(255, shade.min(200), shade.min(200)) } else { WHITE };
+                chart.draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], fill.filled())]).map_err(|e| e.to_string())?;
+                chart.draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], BLACK.mix(0.3))]).map_err(|e| e.to_string())?;
+                if text {
+                    let colour = if t == p && count as f64 / total > 0.5 { WHITE } else { BLACK };
+                    let style = ("sans-serif", 20).into_font().color(&colour).pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Center,
+                    ));
+                    let cell = chart.backend_coord(&(p, y + 1));
+                    let next = chart.backend_coord(&(p + 1, y));
+                    let centre = ((cell.0 + next.0) / 2, (cell.1 + next.1) / 2);
+                    root.draw_text(&count.to_string(), &style, centre).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,303 @@
+//! The training loop: Adam on cross-entropy, per-epoch validation, a checkpoint after every
+//! epoch, resumable.
+//!
+//! Reproducible: the seed fixes the parameter initialisation and every epoch's shuffle (each
+//! epoch derives its order from the seed and its number, so a resumed run sees the same
+//! batches). With the same seed and thread count the trained model is the same.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
+use burn::store::RecordError;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, Images, SplitMix64};
+use crate::model::{Model, ModelConfig};
+
+/// Errors of training, checkpointing and evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainingError {
+    #[error("cannot write or read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("checkpoint {path}: {source}")]
+    Record { path: PathBuf, source: RecordError },
+    #[error("{path}: {reason}")]
+    Json { path: PathBuf, reason: String },
+    #[error("no training images")]
+    NoTrainingImages,
+    #[error("batch size must be at least 1")]
+    ZeroBatch,
+}
+
+/// Everything that defines a training run; saved as `config.json` in the run folder.
+#[derive(Config, Debug)]
+pub struct TrainingConfig {
+    pub model: ModelConfig,
+    #[config(default = 10)]
+    pub epochs: usize,
+    #[config(default = 32)]
+    pub batch_size: usize,
+    #[config(default = 1e-3)]
+    pub learning_rate: f64,
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub validation_accuracy: f64,
+    /// Seconds spent in training steps (batching, forward, backward, optimizer).
+    pub train_seconds: f64,
+    /// Seconds spent evaluating the validation images.
+    pub validation_seconds: f64,
+}
+
+/// What a finished (or resumed and finished) run returns.
+pub struct TrainedRun {
+    pub model: Model,
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// Training data and where the run lives.
+pub struct TrainingSetup<'a> {
+    pub images: &'a Images,
+    pub train: &'a [usize],
+    pub validation: &'a [usize],
+    pub run_dir: &'a Path,
+    pub device: &'a Device,
+    /// Show a progress bar (it hides itself anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// Trains `config.model` from scratch, or from the newest checkpoint in `run_dir/checkpoints`
+/// when `resume` is set and one exists.
+///
+/// # Errors
+/// [`TrainingError`] when there is nothing to train on or a checkpoint cannot be written/read.
+pub fn train(config: &TrainingConfig, setup: &TrainingSetup, resume: bool) -> Result<TrainedRun, TrainingError> {
+    if setup.train.is_empty() {
+        return Err(TrainingError::NoTrainingImages);
+    }
+    if config.batch_size == 0 {
+        return Err(TrainingError::ZeroBatch);
+    }
+    let device = setup.device;
+    device.seed(config.seed);
+    let mut model = config.model.init(device);
+    let mut optimizer = AdamConfig::new().init();
+    let mut epochs = Vec::new();
+    let checkpoints = setup.run_dir.join("checkpoints");
+    if resume {
+        if let Some(checkpoint) = Checkpoint::latest(&checkpoints)? {
+            (model, optimizer, epochs) = checkpoint.load(model, optimizer)?;
+        }
+    }
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+
+    for epoch in epochs.len() + 1..=config.epochs {
+        let mut order = setup.train.to_vec();
+        SplitMix64::new(config.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).shuffle(&mut order);
+        let bar = progress_bar(setup.progress, order.len(), epoch, config.epochs);
+        let started = Instant::now();
+        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        for indices in order.chunks(config.batch_size) {
+            let batch = data::batch(setup.images, indices, device);
+            let logits = model.forward(batch.images);
+            correct += count_correct(logits.clone(), &setup.images.labels, indices);
+            let loss = loss_fn.forward(logits, batch.labels);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(config.learning_rate, model, grads);
+            let loss = f64::from(loss.into_scalar::<f32>());
+            loss_sum += loss * indices.len() as f64;
+            bar.inc(indices.len() as u64);
+            let rate = bar.position() as f64 / started.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {loss:.4}  {rate:.0} img/s"));
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+
+        let started = Instant::now();
+        let predictions = predict_classes(&model.valid(), setup.images, setup.validation, device);
+        let validation_seconds = started.elapsed().as_secs_f64();
+        let right = predictions.iter().zip(setup.validation).filter(|(&p, &i)| p == setup.images.labels[i] as usize).count();
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / order.len() as f64,
+            train_accuracy: correct as f64 / order.len() as f64,
+            validation_accuracy: right as f64 / setup.validation.len().max(1) as f64,
+            train_seconds,
+            validation_seconds,
+        };
+        eprintln!(
+            "epoch {epoch:>2}/{}  loss {:.5}  train acc {:.4}  val acc {:.4}  {:.1} s train ({:.0} img/s) + {:.1} s val",
+            config.epochs,
+            record.train_loss,
+            record.train_accuracy,
+            record.validation_accuracy,
+            train_seconds,
+            order.len() as f64 / train_seconds,
+            validation_seconds
+        );
+        epochs.push(record);
+        Checkpoint::save(&checkpoints, &model, &optimizer, &epochs)?;
+    }
+    Ok(TrainedRun { model, epochs })
+}
+
+fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+    bar
+}
+
+fn count_correct(logits: Tensor<2>, labels: &[u8], indices: &[usize]) -> usize {
+    let predicted = logits.argmax(1).into_data().convert::<i64>();
+    let predicted = predicted.as_slice::<i64>().unwrap_or_default();
+    predicted.iter().zip(indices).filter(|(&p, &i)| p == i64::from(labels[i])).count()
+}
+
+/// Images per forward pass when only predicting (no gradients, so larger batches pay off).
+const PREDICT_BATCH: usize = 512;
+
+/// Class probabilities for the images `indices`, row-major `[n, classes]`.
+pub fn predict_probabilities(model: &Model, images: &Images, indices: &[usize], device: &Device) -> Vec<f32> {
+    let mut out = Vec::new();
+    for chunk in indices.chunks(PREDICT_BATCH) {
+        let batch = data::images_tensor(chunk.iter().map(|&i| images.image(i)), device);
+        let probs = softmax(model.forward(batch), 1).into_data().convert::<f32>();
+        out.extend_from_slice(probs.as_slice::<f32>().unwrap_or_default());
+    }
+    out
+}
+
+/// The most probable class of each image `indices`.
+pub fn predict_classes(model: &Model, images: &Images, indices: &[usize], device: &Device) -> Vec<usize> {
+    let probs = predict_probabilities(model, images, indices, device);
+    let classes = probs.len() / indices.len().max(1);
+    probs
+        .chunks(classes.max(1))
+        .map(|row| row.iter().enumerate().fold(0, |best, (c, &p)| if p > row[best] { c } else { best }))
+        .collect()
+}
+
+/// One epoch's saved state: `checkpoints/epoch-NNN/{model,optimizer}.bpk` + `epochs.json`.
+/// Each is written into `epoch-NNN.tmp` and the folder renamed when complete, so a killed run
+/// never leaves a half-written checkpoint behind.
+struct Checkpoint {
+    dir: PathBuf,
+}
+
+impl Checkpoint {
+    const MODEL: &'static str = "model.bpk";
+    const OPTIMIZER: &'static str = "optimizer.bpk";
+    const EPOCHS: &'static str = "epochs.json";
+
+    fn latest(root: &Path) -> Result<Option<Self>, TrainingError> {
+        if !root.exists() {
+            return Ok(None);
+        }
+        let entries = fs::read_dir(root).map_err(|source| TrainingError::Io { path: root.to_path_buf(), source })?;
+        let newest = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_prefix("epoch-")?.parse::<usize>().ok().map(|n| (n, e.path()))
+            })
+            .max_by_key(|(n, _)| *n);
+        Ok(newest.map(|(_, dir)| Self { dir }))
+    }
+
+    fn save(root: &Path, model: &Model, optimizer: &ModuleOptimizer, epochs: &[EpochRecord]) -> Result<(), TrainingError> {
+        let name = format!("epoch-{:03}", epochs.len());
+        let tmp = root.join(format!("{name}.tmp"));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TrainingError::Io { path, source }
+        };
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let record_err = |path: PathBuf| move |source| TrainingError::Record { path, source };
+        let model_path = tmp.join(Self::MODEL);
+        model.clone().into_record().save(&model_path).map_err(record_err(model_path))?;
+        let optim_path = tmp.join(Self::OPTIMIZER);
+        optimizer.to_record().save(&optim_path).map_err(record_err(optim_path))?;
+        write_json(&tmp.join(Self::EPOCHS), &epochs)?;
+        let done = root.join(&name);
+        if done.exists() {
+            fs::remove_dir_all(&done).map_err(io(&done))?;
+        }
+        fs::rename(&tmp, &done).map_err(io(&done))?;
+        // Older checkpoints are superseded; keep only the newest.
+        for entry in fs::read_dir(root).map_err(io(root))?.filter_map(Result::ok) {
+            let other = entry.file_name().to_string_lossy().into_owned();
+            if other.starts_with("epoch-") && other != name {
+                fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&self, model: Model, optimizer: ModuleOptimizer) -> Result<(Model, ModuleOptimizer, Vec<EpochRecord>), TrainingError> {
+        let record_err = |path: PathBuf| move |source| TrainingError::Record { path, source };
+        let model_path = self.dir.join(Self::MODEL);
+        let model = model.try_load_file(&model_path).map_err(record_err(model_path.clone()))?;
+        let optim_path = self.dir.join(Self::OPTIMIZER);
+        let record = OptimizerRecord::load(&optim_path).map_err(record_err(optim_path))?;
+        let epochs: Vec<EpochRecord> = read_json(&self.dir.join(Self::EPOCHS))?;
+        eprintln!("resuming after epoch {} from {}", epochs.len(), self.dir.display());
+        Ok((model, optimizer.load_record(record), epochs))
+    }
+}
+
+/// Writes `value` as pretty JSON to `path`, via a temporary file and a rename.
+///
+/// # Errors
+/// [`TrainingError::Io`] or [`TrainingError::Json`].
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), TrainingError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| TrainingError::Json { path: path.to_path_buf(), reason: e.to_string() })?;
+    write_atomically(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` through `path.tmp` and a rename, so readers never see a partial file.
+///
+/// # Errors
+/// [`TrainingError::Io`].
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrainingError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let io = |source| TrainingError::Io { path: path.to_path_buf(), source };
+    fs::write(&tmp, bytes).map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads JSON from `path`.
+///
+/// # Errors
+/// [`TrainingError::Io`] or [`TrainingError::Json`].
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainingError> {
+    let text = fs::read_to_string(path).map_err(|source| TrainingError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| TrainingError::Json { path: path.to_path_buf(), reason: e.to_string() })
+}
