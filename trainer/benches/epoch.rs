@@ -54,7 +54,7 @@ fn main() {
 fn designs() -> Vec<(&'static str, ModelConfig)> {
     let hybrid = |blocks| ModelConfig::new(ModelKind::Hybrid, 6, blocks, 4);
     vec![
-        ("default: s4 8 | s2 16 | 32p", ModelConfig::hybrid(6)),
+        ("default: k6s4 8 | s2 16 | 32p", ModelConfig::hybrid(6)),
         (
             "spike: 8p | 16p | 32p (full res)",
             hybrid(vec![
@@ -92,6 +92,14 @@ fn designs() -> Vec<(&'static str, ModelConfig)> {
             hybrid(vec![
                 ConvBlockConfig::new(16, 4).with_stride(4),
                 ConvBlockConfig::new(32, 3).with_stride(2).with_padding(1),
+                ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
+            ]),
+        ),
+        (
+            "s4 8 | s2 16 | 32p (4x4 first conv)",
+            hybrid(vec![
+                ConvBlockConfig::new(8, 4).with_stride(4),
+                ConvBlockConfig::new(16, 3).with_stride(2).with_padding(1),
                 ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
             ]),
         ),

@@ -52,14 +52,14 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// The default hybrid: conv 4x4/4 (8) -> conv 3x3/2 (16) -> conv 3x3 (32) + max-pool 2 ->
+    /// The default hybrid: conv 6x6/4 (8) -> conv 3x3/2 (16) -> conv 3x3 (32) + max-pool 2 ->
     /// linear 512 -> 4. The first convolution takes 64x64 to 16x16 at once and the second
     /// halves again, so no layer runs at full resolution: that is what makes it fast on 2 cores
     /// (`benches/epoch.rs` compares the alternatives) and on a microcontroller. Medical MNIST's
     /// classes differ in coarse structure, so little is lost.
     pub fn hybrid(classes: usize) -> Self {
         let blocks = vec![
-            ConvBlockConfig::new(8, 4).with_stride(4),
+            ConvBlockConfig::new(8, 6).with_stride(4).with_padding(1),
             ConvBlockConfig::new(16, 3).with_stride(2).with_padding(1),
             ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
         ];
