@@ -1,0 +1,64 @@
+//! A CI-sized real training run on Medical MNIST: 300 training images per class, a few short
+//! epochs (seconds), held-out accuracy well above chance; then a resumed run continues from the
+//! checkpoint.
+//!
+//! Needs the data set: `../shared/data/medical-mnist` beside the workspace, or `TRAINER_DATA`.
+//! Without it the test prints why and passes, unless `TRAINER_REQUIRE_DATA=1` (set in CI).
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use trainer::data::{self, Listing, Split};
+use trainer::model::ModelConfig;
+use trainer::training::{self, TrainingConfig, TrainingSetup};
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("TRAINER_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/medical-mnist"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(std::env::var_os("TRAINER_REQUIRE_DATA").is_none(), "data set not found at {}", dir.display());
+    eprintln!("SKIPPED: no data set at {} (set TRAINER_DATA)", dir.display());
+    None
+}
+
+#[test]
+fn short_real_training_run_learns_and_resumes() {
+    let Some(root) = data_dir() else { return };
+    let listing = Listing::scan(&root).expect("data set lists");
+    let split_file = root.parent().map(|p| p.join("split-seed0.json")).filter(|p| p.exists());
+    let split = match split_file {
+        Some(path) => Split::from_file(&path, &listing).expect("split file"),
+        None => Split::stratified(&listing, 0.2, 0),
+    }
+    .limit_per_class(&listing, 300, 0);
+    let mut wanted: Vec<usize> = split.train.iter().chain(&split.test).copied().collect();
+    wanted.sort_unstable();
+    let (images, report) = data::decode(&listing, &wanted).expect("decode");
+    assert!(report.skipped.is_empty());
+    let (test, train): (Vec<usize>, Vec<usize>) = (0..images.len()).partition(|&i| split.test.contains(&images.files[i]));
+    assert_eq!((train.len(), test.len()), (1800, 450));
+
+    // Few images, so smaller batches and a larger step than the full run's defaults give the
+    // hybrid enough updates to get past its slow start.
+    let config = TrainingConfig::new(ModelConfig::hybrid(listing.classes.len()))
+        .with_epochs(6)
+        .with_batch_size(8)
+        .with_learning_rate(2e-3);
+    let run_dir = std::env::temp_dir().join(format!("trainer-ci-run-{}", std::process::id()));
+    let device = Device::flex().autodiff();
+    let setup = TrainingSetup { images: &images, train: &train, validation: &test, run_dir: &run_dir, device: &device, progress: false };
+    let run = training::train(&config, &setup, false).expect("training");
+    assert_eq!(run.epochs.len(), 6);
+    let accuracy = run.epochs.last().unwrap().validation_accuracy;
+    assert!(accuracy > 0.9, "held-out accuracy {accuracy}");
+
+    let resumed = training::train(&config.clone().with_epochs(7), &setup, true).expect("resumed training");
+    assert_eq!(resumed.epochs.len(), 7);
+    for (before, after) in run.epochs.iter().zip(&resumed.epochs) {
+        assert!((before.validation_accuracy - after.validation_accuracy).abs() < 1e-12, "history kept");
+    }
+    std::fs::remove_dir_all(run_dir).expect("cleanup");
+}
