@@ -142,7 +142,13 @@ fn time_steps(config: &ModelConfig, images: &Images, device: &Device) -> Timing 
     let params = model.num_params();
     let mut optimizer = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut timing = Timing { params, batch: Duration::ZERO, forward: Duration::ZERO, backward: Duration::ZERO, optimizer: Duration::ZERO };
+    let mut timing = Timing {
+        params,
+        batch: Duration::ZERO,
+        forward: Duration::ZERO,
+        backward: Duration::ZERO,
+        optimizer: Duration::ZERO,
+    };
     let indices: Vec<usize> = (0..images.len()).collect();
     for step in 0..WARMUP + STEPS {
         let chunk = &indices[(step * BATCH) % images.len()..][..BATCH];
@@ -178,7 +184,8 @@ fn time_steps(config: &ModelConfig, images: &Images, device: &Device) -> Timing 
 fn time_circuit(device: &Device) -> Duration {
     device.seed(0);
     let circuit = Circuit::new(4, device);
-    let angles = Tensor::<2>::random([BATCH, 4], burn::tensor::Distribution::Uniform(-3.0, 3.0), device).require_grad();
+    let angles = Tensor::<2>::random([BATCH, 4], burn::tensor::Distribution::Uniform(-3.0, 3.0), device)
+        .require_grad();
     let run = || {
         let grads = circuit.forward(angles.clone()).sum().backward();
         black_box(circuit.weights.val().grad(&grads));

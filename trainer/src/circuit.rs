@@ -60,7 +60,7 @@ impl Circuit {
         let device = angles.device();
         let (v_re, v_im) = self.phased_unitary(&device);
         let r = embedding_amplitudes(angles); // [b, 16]
-        // One product gives real and imaginary parts of psi = V r side by side.
+                                              // One product gives real and imaginary parts of psi = V r side by side.
         let v = Tensor::cat(vec![v_re, v_im], 0); // [32, 16]
         let psi = r.matmul(v.transpose()); // [b, 32]
         psi.square().matmul(z_signs(&device)) // [b, 4]
@@ -88,15 +88,16 @@ impl Circuit {
             kron = kron_product(kron, (wire(&rot_re, w), wire(&rot_im, w)));
         }
         // Apply each layer's CNOTs by gathering rows of the stacked [l * 16, 16] matrices.
-        let rows = Tensor::<1, Int>::from_data(
-            TensorData::new(self.cnot_source_rows(), [layers * DIM]),
-            device,
-        );
+        let rows =
+            Tensor::<1, Int>::from_data(TensorData::new(self.cnot_source_rows(), [layers * DIM]), device);
         let permute =
             |m: Tensor<3>| m.reshape([layers * DIM, DIM]).select(0, rows.clone()).reshape([layers, DIM, DIM]);
         let (m_re, m_im) = (permute(kron.0), permute(kron.1));
         let layer = |l: usize| {
-            (m_re.clone().narrow(0, l, 1).reshape([DIM, DIM]), m_im.clone().narrow(0, l, 1).reshape([DIM, DIM]))
+            (
+                m_re.clone().narrow(0, l, 1).reshape([DIM, DIM]),
+                m_im.clone().narrow(0, l, 1).reshape([DIM, DIM]),
+            )
         };
         (1..layers).fold(layer(0), |u, l| complex_matmul(layer(l), u))
     }
@@ -274,7 +275,8 @@ mod tests {
         let coeffs = [0.3, -1.2, 0.8, 2.0];
         let circuit = Circuit::from_weights(&to_f32(&weights), &device);
         let x = angles(&device).require_grad();
-        let c = Tensor::<2>::from_data(TensorData::new(coeffs.map(|v| v as f32).to_vec(), [WIRES, 1]), &device);
+        let c =
+            Tensor::<2>::from_data(TensorData::new(coeffs.map(|v| v as f32).to_vec(), [WIRES, 1]), &device);
         let loss = circuit.forward(x.clone()).matmul(c).sum();
         let grads = loss.backward();
         let grad_x = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
@@ -287,7 +289,12 @@ mod tests {
             let want_x = gradient(&ansatz, features, &weights, &coeffs, &mut sample_w).unwrap();
             for w in 0..WIRES {
                 let diff = (grad_x[b * WIRES + w] as f64 - want_x[w]).abs();
-                assert!(diff < 1e-4, "d/dx sample {b} wire {w}: burn {} shared {}", grad_x[b * WIRES + w], want_x[w]);
+                assert!(
+                    diff < 1e-4,
+                    "d/dx sample {b} wire {w}: burn {} shared {}",
+                    grad_x[b * WIRES + w],
+                    want_x[w]
+                );
             }
             for (acc, g) in want_w.iter_mut().zip(sample_w.iter().flatten().flatten()) {
                 *acc += g;

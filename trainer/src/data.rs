@@ -155,7 +155,9 @@ impl Split {
             )));
         }
         let (test, train) = (0..listing.files.len()).partition(|&i| is_test[i]);
-        Ok(Self { train, test, source: path.display().to_string() })
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let digest = hex(&Sha256::digest(text.as_bytes()));
+        Ok(Self { train, test, source: format!("{name} (sha256 {digest})") })
     }
 
     /// A seeded stratified split: `round(test_fraction * n_c)` random files of each class test.
@@ -170,7 +172,15 @@ impl Split {
         }
         train.sort_unstable();
         test.sort_unstable();
-        Self { train, test, source: format!("stratified {:.0}/{:.0}, seed {seed}", 100.0 * (1.0 - test_fraction), 100.0 * test_fraction) }
+        Self {
+            train,
+            test,
+            source: format!(
+                "stratified {:.0}/{:.0}, seed {seed}",
+                100.0 * (1.0 - test_fraction),
+                100.0 * test_fraction
+            ),
+        }
     }
 
     /// Keeps at most `per_class` training and `per_class / 4` (at least 1) test files of each
@@ -330,7 +340,10 @@ pub struct Batch {
 
 /// Builds the batch of images `indices` on `device`.
 pub fn batch(images: &Images, indices: &[usize], device: &Device) -> Batch {
-    Batch { images: images_tensor(indices.iter().map(|&i| images.image(i)), device), labels: labels_tensor(images, indices, device) }
+    Batch {
+        images: images_tensor(indices.iter().map(|&i| images.image(i)), device),
+        labels: labels_tensor(images, indices, device),
+    }
 }
 
 /// `[b, 1, 64, 64]` f32 tensor of `u8 / 255` from gray 64x64 images.
@@ -381,7 +394,8 @@ mod tests {
     use super::*;
 
     fn write_png(path: &Path, width: u32, height: u32) {
-        let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, 7]));
+        let img =
+            image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, 7]));
         img.save(path).unwrap();
     }
 

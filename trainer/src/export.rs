@@ -52,7 +52,11 @@ pub struct ModelDescription {
 /// [`ExportFailure`] when a file cannot be written.
 pub fn save_model(dir: &Path, model: &Model, description: &ModelDescription) -> Result<(), ExportFailure> {
     let path = dir.join(MODEL_WEIGHTS_FILE);
-    let bytes = model.clone().into_record().into_bytes().map_err(|source| ExportFailure::Weights { path: path.clone(), source })?;
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|source| ExportFailure::Weights { path: path.clone(), source })?;
     write_atomically(&path, &bytes)?;
     write_json(&dir.join(MODEL_DESCRIPTION_FILE), description)?;
     Ok(())
@@ -80,8 +84,10 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(Model, ModelDescriptio
 pub fn encoder_onnx(model: &Model, device: &Device) -> Result<Vec<u8>, ExportFailure> {
     let encoder = model.encoder.valid();
     let sample = |n| Tensor::<4>::zeros([n, 1, IMAGE_SIDE, IMAGE_SIDE], device);
-    let specs = [InputSpec::new([AxisSpec::dynamic("batch"), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
-    let onnx = OnnxExporter::new().export_dynamic(&encoder, sample(1), sample(2), &specs, |e, x| e.forward(x))?;
+    let specs =
+        [InputSpec::new([AxisSpec::dynamic("batch"), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
+    let onnx =
+        OnnxExporter::new().export_dynamic(&encoder, sample(1), sample(2), &specs, |e, x| e.forward(x))?;
     Ok(onnx.into_bytes())
 }
 
@@ -120,7 +126,12 @@ impl QuantumHead {
         // burn's Linear stores [inputs, outputs] (y = x W + b); transpose to one row per class.
         let w = values(model.head.weight.val().transpose());
         let head_weight = w.chunks_exact(4).map(|row| std::array::from_fn(|i| row[i])).collect();
-        let head_bias = model.head.bias.as_ref().map(|b| values(b.val().unsqueeze())).unwrap_or_else(|| vec![0.0; classes.len()]);
+        let head_bias = model
+            .head
+            .bias
+            .as_ref()
+            .map(|b| values(b.val().unsqueeze()))
+            .unwrap_or_else(|| vec![0.0; classes.len()]);
         Ok(Self {
             format: QUANTUM_HEAD_FORMAT.into(),
             embedding: "X".into(),
@@ -169,11 +180,17 @@ pub struct Provenance {
 ///
 /// # Errors
 /// [`ExportFailure`] when the run is incomplete, not a hybrid, or a file cannot be written.
-pub fn export_run(run_dir: &Path, out_dir: &Path, device: &Device, provenance: &Provenance) -> Result<ModelCard, ExportFailure> {
+pub fn export_run(
+    run_dir: &Path,
+    out_dir: &Path,
+    device: &Device,
+    provenance: &Provenance,
+) -> Result<ModelCard, ExportFailure> {
     let (model, description) = load_model(run_dir, device)?;
     let metrics: RunMetrics = read_json(&run_dir.join("metrics.json"))?;
     let head = QuantumHead::from_model(&model, &description.classes)?;
-    fs::create_dir_all(out_dir).map_err(|source| TrainingError::Io { path: out_dir.to_path_buf(), source })?;
+    fs::create_dir_all(out_dir)
+        .map_err(|source| TrainingError::Io { path: out_dir.to_path_buf(), source })?;
 
     let onnx = encoder_onnx(&model, device)?;
     write_atomically(&out_dir.join(ONNX_FILE), &onnx)?;
@@ -182,7 +199,10 @@ pub fn export_run(run_dir: &Path, out_dir: &Path, device: &Device, provenance: &
 
     let files = [
         (ONNX_FILE, "encoder: image [N,1,64,64] f32 = gray u8 / 255 -> angles [N,4] (opset 18)"),
-        (QUANTUM_HEAD_FILE, "4-qubit circuit weights (4 StronglyEntanglingLayers, X embedding) and the 4 -> 6 head, f32"),
+        (
+            QUANTUM_HEAD_FILE,
+            "4-qubit circuit weights (4 StronglyEntanglingLayers, X embedding) and the 4 -> 6 head, f32",
+        ),
         (MODEL_WEIGHTS_FILE, "the whole model as burn 0.22 burnpack (for `trainer predict` / re-export)"),
         (MODEL_DESCRIPTION_FILE, "model configuration and class names for model.bpk"),
     ];
@@ -190,11 +210,18 @@ pub fn export_run(run_dir: &Path, out_dir: &Path, device: &Device, provenance: &
     for (file, what) in files {
         let path = out_dir.join(file);
         let bytes = fs::read(&path).map_err(|source| TrainingError::Io { path: path.clone(), source })?;
-        artifacts.push(Artifact { file: file.into(), sha256: hex(&Sha256::digest(&bytes)), bytes: bytes.len(), description: what.into() });
+        artifacts.push(Artifact {
+            file: file.into(),
+            sha256: hex(&Sha256::digest(&bytes)),
+            bytes: bytes.len(),
+            description: what.into(),
+        });
     }
     let card = ModelCard {
         name: "qmedscan hybrid".into(),
-        description: "CNN encoder -> 4 angles -> 4-qubit VQC (<Z> x4) -> linear 4 -> 6, trained on Medical MNIST".into(),
+        description:
+            "CNN encoder -> 4 angles -> 4-qubit VQC (<Z> x4) -> linear 4 -> 6, trained on Medical MNIST"
+                .into(),
         input: "64x64 gray u8, scaled to [0,1] by /255; no other normalization".into(),
         classes: description.classes.clone(),
         parameters: model.num_params(),

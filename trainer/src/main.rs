@@ -155,16 +155,21 @@ fn wgpu_device() -> Result<Device> {
 
 fn train(args: TrainArgs) -> Result<()> {
     if let Some(threads) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("setting the thread count")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("setting the thread count")?;
     }
     let kind = match args.model {
         ModelArg::Hybrid => ModelKind::Hybrid,
         ModelArg::Cnn => ModelKind::Cnn,
     };
-    let run_dir = args.out.clone().unwrap_or_else(|| PathBuf::from(match kind {
-        ModelKind::Hybrid => "runs/hybrid",
-        ModelKind::Cnn => "runs/cnn",
-    }));
+    let run_dir = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(match kind {
+            ModelKind::Hybrid => "runs/hybrid",
+            ModelKind::Cnn => "runs/cnn",
+        })
+    });
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let wall = Instant::now();
 
@@ -197,7 +202,8 @@ fn train(args: TrainArgs) -> Result<()> {
 
     let config_path = run_dir.join("config.json");
     let config = if args.resume && config_path.exists() {
-        let saved = TrainingConfig::load(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
+        let saved = TrainingConfig::load(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?;
         let epochs = args.epochs.unwrap_or(saved.epochs);
         saved.with_epochs(epochs)
     } else {
@@ -212,7 +218,14 @@ fn train(args: TrainArgs) -> Result<()> {
     let device = device(args.device)?.autodiff();
     let parameters = config.model.init(&device).param_count();
     eprintln!("model: {kind:?}, {parameters} parameters; {} threads", rayon::current_num_threads());
-    let setup = TrainingSetup { images: &images, train: &train, validation: &test, run_dir: &run_dir, device: &device, progress: true };
+    let setup = TrainingSetup {
+        images: &images,
+        train: &train,
+        validation: &test,
+        run_dir: &run_dir,
+        device: &device,
+        progress: true,
+    };
     let trained = training::train(&config, &setup, args.resume)?;
 
     let model = trained.model.valid();
@@ -268,16 +281,24 @@ fn choose_split(args: &TrainArgs, listing: &Listing) -> Result<Split> {
 
 fn predict(args: PredictArgs) -> Result<()> {
     let device = device(args.device)?;
-    let (model, description) = export::load_model(&args.model_dir, &device)
-        .with_context(|| format!("loading the model from {} (train and export first?)", args.model_dir.display()))?;
+    let (model, description) = export::load_model(&args.model_dir, &device).with_context(|| {
+        format!("loading the model from {} (train and export first?)", args.model_dir.display())
+    })?;
     let pixels = data::load_image(&args.image)?;
-    let probabilities = softmax(model.forward(data::images_tensor(std::iter::once(pixels.as_slice()), &device)), 1)
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading probabilities: {e:?}"))?;
-    let best = probabilities.iter().enumerate().fold(0, |b, (i, &p)| if p > probabilities[b] { i } else { b });
-    println!("{}: {} ({:.2} %)", args.image.display(), description.classes[best], 100.0 * probabilities[best]);
+    let probabilities =
+        softmax(model.forward(data::images_tensor(std::iter::once(pixels.as_slice()), &device)), 1)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading probabilities: {e:?}"))?;
+    let best =
+        probabilities.iter().enumerate().fold(0, |b, (i, &p)| if p > probabilities[b] { i } else { b });
+    println!(
+        "{}: {} ({:.2} %)",
+        args.image.display(),
+        description.classes[best],
+        100.0 * probabilities[best]
+    );
     for (class, p) in description.classes.iter().zip(&probabilities) {
         println!("  {class:<10} {:>8.4} %", 100.0 * p);
     }
@@ -285,7 +306,8 @@ fn predict(args: PredictArgs) -> Result<()> {
 }
 
 fn export(args: ExportArgs) -> Result<()> {
-    let provenance = Provenance { git_commit: git_commit(), command: std::env::args().collect::<Vec<_>>().join(" ") };
+    let provenance =
+        Provenance { git_commit: git_commit(), command: std::env::args().collect::<Vec<_>>().join(" ") };
     let card = export::export_run(&args.run, &args.out, &cpu_device()?, &provenance)?;
     for artifact in &card.artifacts {
         println!("{}  {}", artifact.sha256, args.out.join(&artifact.file).display());
@@ -297,13 +319,23 @@ fn export(args: ExportArgs) -> Result<()> {
 /// The checked-out commit, `-dirty` when the work tree has changes; "unknown" outside git.
 fn git_commit() -> String {
     let git = |args: &[&str]| {
-        std::process::Command::new("git").args(args).current_dir(Path::new(".")).output().ok().filter(|o| o.status.success())
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(Path::new("."))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
     };
     match git(&["rev-parse", "HEAD"]) {
         Some(out) => {
             let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|o| !o.stdout.is_empty());
-            if dirty { format!("{commit}-dirty") } else { commit }
+            let dirty =
+                git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|o| !o.stdout.is_empty());
+            if dirty {
+                format!("{commit}-dirty")
+            } else {
+                commit
+            }
         }
         None => "unknown".into(),
     }

@@ -48,7 +48,11 @@ impl Evaluation {
                 let predicted_c: usize = confusion.iter().map(|row| row[c]).sum();
                 let support: usize = confusion[c].iter().sum();
                 let (precision, recall) = (ratio(hits, predicted_c), ratio(hits, support));
-                let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+                let f1 = if precision + recall == 0.0 {
+                    0.0
+                } else {
+                    2.0 * precision * recall / (precision + recall)
+                };
                 ClassMetrics { class: class.clone(), precision, recall, f1, support }
             })
             .collect();

@@ -98,7 +98,8 @@ impl ModelConfig {
             channels = block.channels_out;
             side = ((side + 2 * pad - block.kernel) / block.stride + 1) / block.pool;
         }
-        let encoder = Encoder { blocks, fc: LinearConfig::new(channels * side * side, self.encoder_out).init(device) };
+        let encoder =
+            Encoder { blocks, fc: LinearConfig::new(channels * side * side, self.encoder_out).init(device) };
         let circuit = (self.kind == ModelKind::Hybrid).then(|| Circuit::new(self.circuit_layers, device));
         let head = LinearConfig::new(self.encoder_out, self.classes).init(device);
         Model { encoder, circuit, head }

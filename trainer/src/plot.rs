@@ -34,7 +34,8 @@ const FONT_PATHS: &[&str] = &[
 fn font_available() -> bool {
     static FOUND: OnceLock<bool> = OnceLock::new();
     *FOUND.get_or_init(|| {
-        let candidates = std::env::var("TRAINER_FONT").into_iter().chain(FONT_PATHS.iter().map(|p| p.to_string()));
+        let candidates =
+            std::env::var("TRAINER_FONT").into_iter().chain(FONT_PATHS.iter().map(|p| p.to_string()));
         for path in candidates {
             if let Ok(bytes) = std::fs::read(&path) {
                 // plotters keeps fonts for the whole process, so the bytes must live as long.
@@ -48,6 +49,11 @@ fn font_available() -> bool {
         false
     })
 }
+
+/// One line of a chart: legend label, points, colour.
+type Line<'a> = (&'a str, &'a Vec<(f64, f64)>, RGBColor);
+/// One chart: title, y-axis description, y range, lines.
+type Panel<'a> = (&'a str, &'a str, std::ops::Range<f64>, Vec<Line<'a>>);
 
 fn draw_err(path: &Path) -> impl Fn(String) -> PlotError + '_ {
     move |reason| PlotError::Draw { path: path.to_path_buf(), reason }
@@ -81,26 +87,41 @@ pub fn learning_curves(path: &Path, epochs: &[EpochRecord]) -> Result<(), PlotEr
         let panels = root.split_evenly((1, 2));
         let last = epochs.len().max(1) as f64;
         let x_range = 0.5..last + 0.5;
-        let accuracy: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.validation_accuracy)).collect();
-        let train_accuracy: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.train_accuracy)).collect();
+        let accuracy: Vec<(f64, f64)> =
+            epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.validation_accuracy)).collect();
+        let train_accuracy: Vec<(f64, f64)> =
+            epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.train_accuracy)).collect();
         let low = accuracy.iter().chain(&train_accuracy).map(|p| p.1).fold(100.0, f64::min);
         let acc_low = (low - 0.5).clamp(0.0, 99.0);
         let loss: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
         let loss_high = loss.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1 + 1e-6;
 
-        let series: [(&str, &str, std::ops::Range<f64>, Vec<(&str, &Vec<(f64, f64)>, RGBColor)>); 2] = [
-            ("Validation accuracy", "accuracy (%)", acc_low..100.0, vec![("validation", &accuracy, BLUE), ("training", &train_accuracy, RGBColor(150, 150, 150))]),
+        let series: [Panel; 2] = [
+            (
+                "Validation accuracy",
+                "accuracy (%)",
+                acc_low..100.0,
+                vec![("validation", &accuracy, BLUE), ("training", &train_accuracy, RGBColor(150, 150, 150))],
+            ),
             ("Training loss", "cross-entropy", 0.0..loss_high, vec![("training", &loss, RED)]),
         ];
         for (panel, (title, y_desc, y_range, lines)) in panels.iter().zip(series) {
             let mut builder = ChartBuilder::on(panel);
-            builder.margin(15).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text { 60 } else { 5 });
+            builder.margin(15).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text {
+                60
+            } else {
+                5
+            });
             if text {
                 builder.caption(title, ("sans-serif", 22));
             }
-            let mut chart = builder.build_cartesian_2d(x_range.clone(), y_range).map_err(|e| e.to_string())?;
+            let mut chart =
+                builder.build_cartesian_2d(x_range.clone(), y_range).map_err(|e| e.to_string())?;
             let mut mesh = chart.configure_mesh();
-            mesh.x_desc("epoch").y_desc(y_desc).x_labels(epochs.len().clamp(2, 12)).x_label_formatter(&|x| format!("{x:.0}"));
+            mesh.x_desc("epoch")
+                .y_desc(y_desc)
+                .x_labels(epochs.len().clamp(2, 12))
+                .x_label_formatter(&|x| format!("{x:.0}"));
             if !text {
                 mesh.disable_x_mesh().x_labels(0).y_labels(0);
             }
@@ -110,9 +131,13 @@ pub fn learning_curves(path: &Path, epochs: &[EpochRecord]) -> Result<(), PlotEr
                     .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
                     .map_err(|e| e.to_string())?;
                 if text {
-                    drawn.label(label).legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+                    drawn
+                        .label(label)
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
                 }
-                chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| e.to_string())?;
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| e.to_string())?;
             }
             if text {
                 chart
@@ -137,9 +162,16 @@ pub fn confusion_matrix(path: &Path, classes: &[String], evaluation: &Evaluation
     let n = classes.len();
     render(path, (760, 700), |root| {
         let mut builder = ChartBuilder::on(&root);
-        builder.margin(20).x_label_area_size(if text { 70 } else { 5 }).y_label_area_size(if text { 100 } else { 5 });
+        builder.margin(20).x_label_area_size(if text { 70 } else { 5 }).y_label_area_size(if text {
+            100
+        } else {
+            5
+        });
         if text {
-            builder.caption(format!("Confusion matrix (test, accuracy {:.2} %)", 100.0 * evaluation.accuracy), ("sans-serif", 22));
+            builder.caption(
+                format!("Confusion matrix (test, accuracy {:.2} %)", 100.0 * evaluation.accuracy),
+                ("sans-serif", 22),
+            );
         }
         let mut chart = builder.build_cartesian_2d(0..n, 0..n).map_err(|e| e.to_string())?;
         let (width, height) = chart.plotting_area().dim_in_pixel();
@@ -148,7 +180,13 @@ pub fn confusion_matrix(path: &Path, classes: &[String], evaluation: &Evaluation
         // Row 0 (first class) at the top, as confusion matrices are usually read.
         let row_name = |i: &usize| n.checked_sub(i + 1).map(|r| name(&r)).unwrap_or_default();
         let mut mesh = chart.configure_mesh();
-        mesh.disable_mesh().x_desc("predicted").y_desc("true").x_labels(n).y_labels(n).x_label_formatter(&name).y_label_formatter(&row_name);
+        mesh.disable_mesh()
+            .x_desc("predicted")
+            .y_desc("true")
+            .x_labels(n)
+            .y_labels(n)
+            .x_label_formatter(&name)
+            .y_label_formatter(&row_name);
         if !text {
             mesh.x_labels(0).y_labels(0);
         }
@@ -160,15 +198,27 @@ pub fn confusion_matrix(path: &Path, classes: &[String], evaluation: &Evaluation
             for (p, &count) in row.iter().enumerate() {
                 let y = n - 1 - t;
                 let shade = (255.0 * (1.0 - count as f64 / total)) as u8;
-                let fill = if t == p { RGBColor(shade, shade, 255) } else if count > 0 { RGBColor(255, shade.min(200), shade.min(200)) } else { WHITE };
-                chart.draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], fill.filled())]).map_err(|e| e.to_string())?;
-                chart.draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], BLACK.mix(0.3))]).map_err(|e| e.to_string())?;
+                let fill = if t == p {
+                    RGBColor(shade, shade, 255)
+                } else if count > 0 {
+                    RGBColor(255, shade.min(200), shade.min(200))
+                } else {
+                    WHITE
+                };
+                chart
+                    .draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], fill.filled())])
+                    .map_err(|e| e.to_string())?;
+                chart
+                    .draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], BLACK.mix(0.3))])
+                    .map_err(|e| e.to_string())?;
                 if text {
                     let colour = if t == p && count as f64 / total > 0.5 { WHITE } else { BLACK };
-                    let style = ("sans-serif", 20).into_font().color(&colour).pos(plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Center,
-                        plotters::style::text_anchor::VPos::Center,
-                    ));
+                    let style = ("sans-serif", 20).into_font().color(&colour).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    );
                     let cell = chart.backend_coord(&(p, y + 1));
                     let next = chart.backend_coord(&(p + 1, y));
                     let centre = ((cell.0 + next.0) / 2, (cell.1 + next.1) / 2);

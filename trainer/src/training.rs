@@ -86,7 +86,11 @@ pub struct TrainingSetup<'a> {
 ///
 /// # Errors
 /// [`TrainingError`] when there is nothing to train on or a checkpoint cannot be written/read.
-pub fn train(config: &TrainingConfig, setup: &TrainingSetup, resume: bool) -> Result<TrainedRun, TrainingError> {
+pub fn train(
+    config: &TrainingConfig,
+    setup: &TrainingSetup,
+    resume: bool,
+) -> Result<TrainedRun, TrainingError> {
     if setup.train.is_empty() {
         return Err(TrainingError::NoTrainingImages);
     }
@@ -131,7 +135,11 @@ pub fn train(config: &TrainingConfig, setup: &TrainingSetup, resume: bool) -> Re
         let started = Instant::now();
         let predictions = predict_classes(&model.valid(), setup.images, setup.validation, device);
         let validation_seconds = started.elapsed().as_secs_f64();
-        let right = predictions.iter().zip(setup.validation).filter(|(&p, &i)| p == setup.images.labels[i] as usize).count();
+        let right = predictions
+            .iter()
+            .zip(setup.validation)
+            .filter(|(&p, &i)| p == setup.images.labels[i] as usize)
+            .count();
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / order.len() as f64,
@@ -215,7 +223,8 @@ impl Checkpoint {
         if !root.exists() {
             return Ok(None);
         }
-        let entries = fs::read_dir(root).map_err(|source| TrainingError::Io { path: root.to_path_buf(), source })?;
+        let entries =
+            fs::read_dir(root).map_err(|source| TrainingError::Io { path: root.to_path_buf(), source })?;
         let newest = entries
             .filter_map(Result::ok)
             .filter_map(|e| {
@@ -226,7 +235,12 @@ impl Checkpoint {
         Ok(newest.map(|(_, dir)| Self { dir }))
     }
 
-    fn save(root: &Path, model: &Model, optimizer: &ModuleOptimizer, epochs: &[EpochRecord]) -> Result<(), TrainingError> {
+    fn save(
+        root: &Path,
+        model: &Model,
+        optimizer: &ModuleOptimizer,
+        epochs: &[EpochRecord],
+    ) -> Result<(), TrainingError> {
         let name = format!("epoch-{:03}", epochs.len());
         let tmp = root.join(format!("{name}.tmp"));
         let io = |path: &Path| {
@@ -258,7 +272,11 @@ impl Checkpoint {
         Ok(())
     }
 
-    fn load(&self, model: Model, optimizer: ModuleOptimizer) -> Result<(Model, ModuleOptimizer, Vec<EpochRecord>), TrainingError> {
+    fn load(
+        &self,
+        model: Model,
+        optimizer: ModuleOptimizer,
+    ) -> Result<(Model, ModuleOptimizer, Vec<EpochRecord>), TrainingError> {
         let record_err = |path: PathBuf| move |source| TrainingError::Record { path, source };
         let model_path = self.dir.join(Self::MODEL);
         let model = model.try_load_file(&model_path).map_err(record_err(model_path.clone()))?;
@@ -298,6 +316,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrainingError> 
 /// # Errors
 /// [`TrainingError::Io`] or [`TrainingError::Json`].
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainingError> {
-    let text = fs::read_to_string(path).map_err(|source| TrainingError::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|e| TrainingError::Json { path: path.to_path_buf(), reason: e.to_string() })
+    let text =
+        fs::read_to_string(path).map_err(|source| TrainingError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text)
+        .map_err(|e| TrainingError::Json { path: path.to_path_buf(), reason: e.to_string() })
 }

@@ -32,7 +32,10 @@ fn tract_angles(onnx: &[u8], images: &[f32], n: usize) -> Vec<f32> {
 }
 
 fn burn_angles(model: &Model, images: &[f32], n: usize, device: &Device) -> Vec<f32> {
-    let input = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(images.to_vec(), [n, 1, 64, 64]), device);
+    let input = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(images.to_vec(), [n, 1, 64, 64]),
+        device,
+    );
     model.encoder.forward(input).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 angles")
 }
 
@@ -65,17 +68,21 @@ fn models_dir() -> PathBuf {
 fn committed_model_matches_its_onnx_card_and_parameter_file() {
     let dir = models_dir();
     let device = Device::flex();
-    let (model, description) = export::load_model(&dir, &device).expect("models/ holds model.bpk + model.json");
+    let (model, description) =
+        export::load_model(&dir, &device).expect("models/ holds model.bpk + model.json");
 
     let onnx = fs::read(dir.join(export::ONNX_FILE)).expect("models/hybrid.onnx");
     let images = random_images(3, &device);
     assert_close(&tract_angles(&onnx, &images, 3), &burn_angles(&model, &images, 3, &device));
 
-    let head: QuantumHead = serde_json::from_slice(&fs::read(dir.join(export::QUANTUM_HEAD_FILE)).expect("quantum-head.json"))
-        .expect("quantum-head.json parses");
+    let head: QuantumHead =
+        serde_json::from_slice(&fs::read(dir.join(export::QUANTUM_HEAD_FILE)).expect("quantum-head.json"))
+            .expect("quantum-head.json parses");
     assert_eq!(head, QuantumHead::from_model(&model, &description.classes).expect("hybrid"));
 
-    let card: ModelCard = serde_json::from_slice(&fs::read(dir.join(export::MODEL_CARD_FILE)).expect("model card")).expect("card parses");
+    let card: ModelCard =
+        serde_json::from_slice(&fs::read(dir.join(export::MODEL_CARD_FILE)).expect("model card"))
+            .expect("card parses");
     assert!(card.metrics.test.accuracy >= 0.999, "committed model accuracy {}", card.metrics.test.accuracy);
     for artifact in &card.artifacts {
         let bytes = fs::read(dir.join(&artifact.file)).expect("artifact listed in the card exists");
@@ -88,7 +95,8 @@ fn a_corrupted_parameter_file_is_refused_with_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("trainer-corrupt-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join(export::MODEL_DESCRIPTION_FILE), b"{\"model\": 1").unwrap();
-    let error = export::load_model(&dir, &Device::flex()).expect_err("truncated JSON must be refused").to_string();
+    let error =
+        export::load_model(&dir, &Device::flex()).expect_err("truncated JSON must be refused").to_string();
     assert!(error.contains("model.json"), "error names the file: {error}");
     fs::remove_dir_all(dir).unwrap();
 }

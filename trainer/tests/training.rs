@@ -38,7 +38,8 @@ fn short_real_training_run_learns_and_resumes() {
     wanted.sort_unstable();
     let (images, report) = data::decode(&listing, &wanted).expect("decode");
     assert!(report.skipped.is_empty());
-    let (test, train): (Vec<usize>, Vec<usize>) = (0..images.len()).partition(|&i| split.test.contains(&images.files[i]));
+    let (test, train): (Vec<usize>, Vec<usize>) =
+        (0..images.len()).partition(|&i| split.test.contains(&images.files[i]));
     assert_eq!((train.len(), test.len()), (1800, 450));
 
     // Few images, so smaller batches and a larger step than the full run's defaults give the
@@ -49,7 +50,14 @@ fn short_real_training_run_learns_and_resumes() {
         .with_learning_rate(2e-3);
     let run_dir = std::env::temp_dir().join(format!("trainer-ci-run-{}", std::process::id()));
     let device = Device::flex().autodiff();
-    let setup = TrainingSetup { images: &images, train: &train, validation: &test, run_dir: &run_dir, device: &device, progress: false };
+    let setup = TrainingSetup {
+        images: &images,
+        train: &train,
+        validation: &test,
+        run_dir: &run_dir,
+        device: &device,
+        progress: false,
+    };
     let run = training::train(&config, &setup, false).expect("training");
     assert_eq!(run.epochs.len(), 6);
     let accuracy = run.epochs.last().unwrap().validation_accuracy;
