@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
@@ -143,14 +143,14 @@ fn cpu_device() -> Result<Device> {
     #[allow(deprecated)] // ndarray is deprecated upstream; kept selectable on purpose
     return Ok(Device::ndarray());
     #[cfg(not(any(feature = "flex", feature = "ndarray")))]
-    bail!("no CPU backend compiled in: build with --features flex or ndarray")
+    anyhow::bail!("no CPU backend compiled in: build with --features flex or ndarray")
 }
 
 fn wgpu_device() -> Result<Device> {
     #[cfg(feature = "wgpu")]
     return Ok(Device::wgpu(Default::default()));
     #[cfg(not(feature = "wgpu"))]
-    bail!("built without the wgpu feature: cargo run -p trainer --release --features wgpu -- --device wgpu")
+    anyhow::bail!("built without the wgpu feature: cargo run -p trainer --release --features wgpu -- --device wgpu")
 }
 
 fn train(args: TrainArgs) -> Result<()> {
