@@ -1,6 +1,9 @@
 //! Export of a trained hybrid into `models/`:
 //! - `hybrid.onnx`: the encoder, image `[N, 1, 64, 64]` f32 (pixels / 255) -> angles `[N, 4]`;
-//! - `quantum-head.json`: circuit weights and the 4 -> classes head, f32;
+//! - `quantum-head.qmed`: circuit weights and the 4 -> classes head, f32 and fixed point
+//!   (`shared::model::QuantumHead`);
+//! - `cnn-int8.qmed`: the encoder quantised to int8 for microcontrollers (`shared::model::IntCnn`),
+//!   calibrated on training images;
 //! - `model.json` + `model.bpk`: the burn model itself, for `trainer predict` and re-export;
 //! - `model-card.json`: metrics, split, seed, data set hash, git commit, SHA-256 of each file.
 
@@ -14,13 +17,15 @@ use burn_onnx::export::{AxisSpec, ExportError, InputSpec, OnnxExporter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data::{hex, IMAGE_SIDE};
+use crate::data::{hex, Images, IMAGE_SIDE};
+use crate::integer::{self, FixedReport, IntegerError};
 use crate::metrics::RunMetrics;
 use crate::model::{Model, ModelConfig};
 use crate::training::{read_json, write_atomically, write_json, TrainingError};
 
 pub const ONNX_FILE: &str = "hybrid.onnx";
-pub const QUANTUM_HEAD_FILE: &str = "quantum-head.json";
+pub const QUANTUM_HEAD_FILE: &str = "quantum-head.qmed";
+pub const INT_CNN_FILE: &str = "cnn-int8.qmed";
 pub const MODEL_CARD_FILE: &str = "model-card.json";
 /// The burn weights of a trained model (burnpack), beside [`MODEL_DESCRIPTION_FILE`].
 pub const MODEL_WEIGHTS_FILE: &str = "model.bpk";
@@ -35,8 +40,8 @@ pub enum ExportFailure {
     Onnx(#[from] ExportError),
     #[error("model weights {path}: {source}")]
     Weights { path: PathBuf, source: RecordError },
-    #[error("the model has no quantum circuit (a --model cnn run): only the hybrid exports")]
-    NotHybrid,
+    #[error(transparent)]
+    Integer(#[from] IntegerError),
 }
 
 /// The configuration and class names that go with saved weights.
@@ -91,59 +96,6 @@ pub fn encoder_onnx(model: &Model, device: &Device) -> Result<Vec<u8>, ExportFai
     Ok(onnx.into_bytes())
 }
 
-/// Circuit weights and classification head, as `quantum-head.json` stores them.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct QuantumHead {
-    /// Format name and version of this file.
-    pub format: String,
-    /// Embedding rotation (PennyLane `AngleEmbedding`).
-    pub embedding: String,
-    /// CNOT range of each `StronglyEntanglingLayers` layer.
-    pub ranges: Vec<usize>,
-    /// `[layer][wire][phi, theta, omega]`, radians.
-    pub circuit_weights: Vec<[[f32; 3]; 4]>,
-    /// `[class][wire]`: logits = head_weight . <Z> + head_bias.
-    pub head_weight: Vec<[f32; 4]>,
-    pub head_bias: Vec<f32>,
-    pub classes: Vec<String>,
-}
-
-pub const QUANTUM_HEAD_FORMAT: &str = "qmedscan-quantum-head-json/1";
-
-impl QuantumHead {
-    /// Reads the circuit and head parameters out of a hybrid model.
-    ///
-    /// # Errors
-    /// [`ExportFailure::NotHybrid`] for the CNN baseline.
-    pub fn from_model(model: &Model, classes: &[String]) -> Result<Self, ExportFailure> {
-        let circuit = model.circuit.as_ref().ok_or(ExportFailure::NotHybrid)?;
-        let values = |t: Tensor<2>| t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
-        let weights = circuit.weights.val().flatten::<2>(0, 1);
-        let circuit_weights = values(weights)
-            .chunks_exact(12)
-            .map(|layer| std::array::from_fn(|w| std::array::from_fn(|k| layer[w * 3 + k])))
-            .collect();
-        // burn's Linear stores [inputs, outputs] (y = x W + b); transpose to one row per class.
-        let w = values(model.head.weight.val().transpose());
-        let head_weight = w.chunks_exact(4).map(|row| std::array::from_fn(|i| row[i])).collect();
-        let head_bias = model
-            .head
-            .bias
-            .as_ref()
-            .map(|b| values(b.val().unsqueeze()))
-            .unwrap_or_else(|| vec![0.0; classes.len()]);
-        Ok(Self {
-            format: QUANTUM_HEAD_FORMAT.into(),
-            embedding: "X".into(),
-            ranges: (0..circuit.layers()).map(|l| l % 3 + 1).collect(),
-            circuit_weights,
-            head_weight,
-            head_bias,
-            classes: classes.to_vec(),
-        })
-    }
-}
-
 /// One exported file and its digest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifact {
@@ -167,6 +119,8 @@ pub struct ModelCard {
     pub split: String,
     pub dataset_sha256: String,
     pub metrics: RunMetrics,
+    /// The integer model (firmware, `edge-runtime --engine fixed`) on the same test images.
+    pub fixed_point: FixedReport,
     pub artifacts: Vec<Artifact>,
 }
 
@@ -174,6 +128,14 @@ pub struct ModelCard {
 pub struct Provenance {
     pub git_commit: String,
     pub command: String,
+}
+
+/// The images export needs: training images to calibrate the int8 encoder on, and the test
+/// images the integer model is measured on (indices into `images`).
+pub struct ExportData<'a> {
+    pub images: &'a Images,
+    pub calibration: &'a [usize],
+    pub test: &'a [usize],
 }
 
 /// Writes every export artifact of the run in `run_dir` into `out_dir`.
@@ -185,24 +147,36 @@ pub fn export_run(
     out_dir: &Path,
     device: &Device,
     provenance: &Provenance,
+    data: &ExportData<'_>,
 ) -> Result<ModelCard, ExportFailure> {
     let (model, description) = load_model(run_dir, device)?;
     let metrics: RunMetrics = read_json(&run_dir.join("metrics.json"))?;
-    let head = QuantumHead::from_model(&model, &description.classes)?;
+    let head = integer::quantum_head(&model)?;
+    let encoder = integer::float_encoder(&model, &description.model)?;
+    let int_cnn = integer::quantize_encoder(&encoder, data.images, data.calibration)?;
+    let int_cnn_bytes = int_cnn.as_int_cnn().map_err(IntegerError::from)?.encode_to_vec();
+    let fixed_point = {
+        let cnn = shared::model::IntCnn::decode_from_bytes(&int_cnn_bytes).map_err(IntegerError::from)?;
+        let classifier = shared::model::FixedClassifier::new(cnn, head.clone());
+        let f32_predictions = crate::training::predict_classes(&model, data.images, data.test, device);
+        integer::evaluate_fixed(&classifier, data.images, data.test, &f32_predictions)?
+    };
     fs::create_dir_all(out_dir)
         .map_err(|source| TrainingError::Io { path: out_dir.to_path_buf(), source })?;
 
     let onnx = encoder_onnx(&model, device)?;
     write_atomically(&out_dir.join(ONNX_FILE), &onnx)?;
-    write_json(&out_dir.join(QUANTUM_HEAD_FILE), &head)?;
+    write_atomically(&out_dir.join(QUANTUM_HEAD_FILE), &head.encode_to_vec())?;
+    write_atomically(&out_dir.join(INT_CNN_FILE), &int_cnn_bytes)?;
     save_model(out_dir, &model, &description)?;
 
     let files = [
         (ONNX_FILE, "encoder: image [N,1,64,64] f32 = gray u8 / 255 -> angles [N,4] (opset 18)"),
         (
             QUANTUM_HEAD_FILE,
-            "4-qubit circuit weights (4 StronglyEntanglingLayers, X embedding) and the 4 -> 6 head, f32",
+            "4-qubit circuit (4 StronglyEntanglingLayers, X embedding) and the 4 -> 6 head, f32 + fixed point (shared::model::QuantumHead)",
         ),
+        (INT_CNN_FILE, "the encoder quantised to int8, calibrated on training images (shared::model::IntCnn)"),
         (MODEL_WEIGHTS_FILE, "the whole model as burn 0.22 burnpack (for `trainer predict` / re-export)"),
         (MODEL_DESCRIPTION_FILE, "model configuration and class names for model.bpk"),
     ];
@@ -231,6 +205,7 @@ pub fn export_run(
         split: metrics.split.clone(),
         dataset_sha256: metrics.dataset_sha256.clone(),
         metrics,
+        fixed_point,
         artifacts,
     };
     write_json(&out_dir.join(MODEL_CARD_FILE), &card)?;

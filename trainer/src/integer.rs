@@ -26,7 +26,7 @@ pub enum IntegerError {
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
 }
 
 /// The circuit and head of a hybrid as the `shared` artifact.
@@ -48,7 +48,8 @@ pub fn quantum_head(model: &Model) -> Result<QuantumHead, IntegerError> {
     }
     let head_weight = std::array::from_fn(|j| std::array::from_fn(|i| w[j * WIRES + i]));
     let head_bias = std::array::from_fn(|j| b[j]);
-    let ansatz = Ansatz::new(circuit.layers()).map_err(|_| IntegerError::Shape { layer: 0, what: "the circuit" })?;
+    let ansatz =
+        Ansatz::new(circuit.layers()).map_err(|_| IntegerError::Shape { layer: 0, what: "the circuit" })?;
     Ok(QuantumHead::new(&ansatz, &weights, head_weight, head_bias)?)
 }
 
@@ -106,9 +107,13 @@ pub fn float_encoder(model: &Model, config: &ModelConfig) -> Result<FloatCnn, In
 ///
 /// # Errors
 /// [`IntegerError::Model`] when the network does not quantise into a valid integer CNN.
-pub fn quantize_encoder(encoder: &FloatCnn, calibration: &Images) -> Result<QuantizedCnn, IntegerError> {
-    let images: Vec<&[u8]> = (0..calibration.len()).map(|i| calibration.image(i)).collect();
-    Ok(encoder.quantize(&images)?)
+pub fn quantize_encoder(
+    encoder: &FloatCnn,
+    images: &Images,
+    calibration: &[usize],
+) -> Result<QuantizedCnn, IntegerError> {
+    let pixels: Vec<&[u8]> = calibration.iter().map(|&i| images.image(i)).collect();
+    Ok(encoder.quantize(&pixels)?)
 }
 
 /// How the integer model does on a set of images.
@@ -121,25 +126,30 @@ pub struct FixedReport {
     pub agreement_with_f32: f64,
 }
 
-/// Classifies every image with the integer model and compares with the labels and with the
-/// f32 model's predictions (one per image, in order).
+/// Classifies the images `indices` with the integer model and compares with their labels and
+/// with the f32 model's predictions (one per index, in order).
 ///
 /// # Errors
 /// [`IntegerError::Kernel`] for an image that is not 64x64 (none are, after decoding).
 pub fn evaluate_fixed(
     classifier: &FixedClassifier<'_>,
     images: &Images,
+    indices: &[usize],
     f32_predictions: &[usize],
 ) -> Result<FixedReport, IntegerError> {
-    let classes: Vec<usize> = (0..images.len())
-        .into_par_iter()
+    let classes: Vec<usize> = indices
+        .par_iter()
         .map_init(
             || vec![0u8; classifier.scratch_len()],
-            |scratch, i| classifier.classify(images.image(i), scratch).map(|p| usize::from(p.class)),
+            |scratch, &i| classifier.classify(images.image(i), scratch).map(|p| usize::from(p.class)),
         )
         .collect::<Result<_, _>>()?;
-    let n = images.len().max(1) as f64;
-    let correct = classes.iter().zip(&images.labels).filter(|(c, l)| **c == usize::from(**l)).count();
+    let n = indices.len().max(1) as f64;
+    let correct = classes.iter().zip(indices).filter(|(c, &i)| **c == usize::from(images.labels[i])).count();
     let agree = classes.iter().zip(f32_predictions).filter(|(c, f)| c == f).count();
-    Ok(FixedReport { images: images.len(), accuracy: correct as f64 / n, agreement_with_f32: agree as f64 / n })
+    Ok(FixedReport {
+        images: indices.len(),
+        accuracy: correct as f64 / n,
+        agreement_with_f32: agree as f64 / n,
+    })
 }

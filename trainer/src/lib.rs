@@ -3,11 +3,12 @@
 //! Layout as burn's `examples/guide`: [`data`] (files -> u8 images -> batches), [`model`] (the
 //! hybrid and the CNN baseline, [`circuit`] being the quantum layer), [`training`] (the loop
 //! and checkpoints), [`metrics`] and [`plot`] (a run's figures and pictures), [`export`] (ONNX
-//! encoder, circuit + head parameters, model card).
+//! encoder, model card) and [`integer`] (the `shared` artifacts: circuit + head, int8 encoder).
 
 pub mod circuit;
 pub mod data;
 pub mod export;
+pub mod integer;
 pub mod metrics;
 pub mod model;
 pub mod plot;

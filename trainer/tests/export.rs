@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Distribution};
 use sha2::{Digest, Sha256};
+use shared::model::{IntCnn, QuantumHead};
 use tract_onnx::prelude::*;
 use trainer::data::hex;
-use trainer::export::{self, ModelCard, QuantumHead};
+use trainer::export::{self, ModelCard};
+use trainer::integer;
 use trainer::model::{Model, ModelConfig};
 
 const TOLERANCE: f32 = 1e-4;
@@ -75,15 +77,28 @@ fn committed_model_matches_its_onnx_card_and_parameter_file() {
     let images = random_images(3, &device);
     assert_close(&tract_angles(&onnx, &images, 3), &burn_angles(&model, &images, 3, &device));
 
-    let head: QuantumHead =
-        serde_json::from_slice(&fs::read(dir.join(export::QUANTUM_HEAD_FILE)).expect("quantum-head.json"))
-            .expect("quantum-head.json parses");
-    assert_eq!(head, QuantumHead::from_model(&model, &description.classes).expect("hybrid"));
+    let head_bytes = fs::read(dir.join(export::QUANTUM_HEAD_FILE)).expect("models/quantum-head.qmed");
+    let head = QuantumHead::decode_from_bytes(&head_bytes).expect("quantum-head.qmed parses");
+    assert_eq!(
+        head,
+        integer::quantum_head(&model).expect("hybrid"),
+        "parameters round-trip through the file"
+    );
+    let cnn_bytes = fs::read(dir.join(export::INT_CNN_FILE)).expect("models/cnn-int8.qmed");
+    let cnn = IntCnn::decode_from_bytes(&cnn_bytes).expect("cnn-int8.qmed parses");
+    let encoder = integer::float_encoder(&model, &description.model).expect("encoder");
+    assert_eq!(cnn.layers.len(), encoder.layers.len(), "one integer layer per float layer");
 
     let card: ModelCard =
         serde_json::from_slice(&fs::read(dir.join(export::MODEL_CARD_FILE)).expect("model card"))
             .expect("card parses");
     assert!(card.metrics.test.accuracy >= 0.999, "committed model accuracy {}", card.metrics.test.accuracy);
+    assert!(card.fixed_point.accuracy >= 0.9985, "integer model accuracy {}", card.fixed_point.accuracy);
+    assert!(
+        card.fixed_point.agreement_with_f32 >= 0.999,
+        "integer vs f32 {}",
+        card.fixed_point.agreement_with_f32
+    );
     for artifact in &card.artifacts {
         let bytes = fs::read(dir.join(&artifact.file)).expect("artifact listed in the card exists");
         assert_eq!(hex(&Sha256::digest(&bytes)), artifact.sha256, "{} changed since export", artifact.file);
@@ -99,4 +114,20 @@ fn a_corrupted_parameter_file_is_refused_with_a_clear_error() {
         export::load_model(&dir, &Device::flex()).expect_err("truncated JSON must be refused").to_string();
     assert!(error.contains("model.json"), "error names the file: {error}");
     fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_damaged_artifact_is_refused_with_a_clear_error() {
+    let bytes = fs::read(models_dir().join(export::QUANTUM_HEAD_FILE)).expect("models/quantum-head.qmed");
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    let error =
+        QuantumHead::decode_from_bytes(&flipped).expect_err("a flipped byte must be refused").to_string();
+    assert!(error.contains("checksum"), "names the cause: {error}");
+    let error = QuantumHead::decode_from_bytes(&bytes[..bytes.len() / 2]).expect_err("truncated").to_string();
+    assert!(error.contains("truncated"), "names the cause: {error}");
+    let cnn = fs::read(models_dir().join(export::INT_CNN_FILE)).expect("models/cnn-int8.qmed");
+    assert!(IntCnn::decode_from_bytes(&cnn[..cnn.len() - 3]).is_err());
+    assert!(QuantumHead::decode_from_bytes(&cnn).is_err(), "one kind of artifact is not taken for another");
 }
