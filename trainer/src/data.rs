@@ -293,6 +293,31 @@ pub fn decode(listing: &Listing, indices: &[usize]) -> Result<(Images, DecodeRep
     Ok((images, report))
 }
 
+/// A split's images, decoded: `train` and `test` index into `images`.
+#[derive(Debug, Clone, Default)]
+pub struct SplitImages {
+    pub images: Images,
+    pub train: Vec<usize>,
+    pub test: Vec<usize>,
+    pub report: DecodeReport,
+}
+
+/// Decodes the files `train` and `test` (indices into [`Listing::files`]) and says which
+/// decoded image is which. Skipped files are in the report, as with [`decode`].
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_split(listing: &Listing, train: &[usize], test: &[usize]) -> Result<SplitImages, DataError> {
+    let mut wanted: Vec<usize> = train.iter().chain(test).copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let (images, report) = decode(listing, &wanted)?;
+    let mut is_test = vec![false; listing.files.len()];
+    test.iter().for_each(|&i| is_test[i] = true);
+    let (test, train) = (0..images.len()).partition(|&i| is_test[images.files[i]]);
+    Ok(SplitImages { images, train, test, report })
+}
+
 /// Decodes one image file's bytes to 64x64 gray u8; also says whether it had to be converted.
 ///
 /// # Errors

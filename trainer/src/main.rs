@@ -11,7 +11,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use trainer::data::{self, Listing, Split};
+use trainer::data::{self, DecodeReport, Listing, Split, SplitImages};
 use trainer::export::{self, ModelDescription, Provenance};
 use trainer::metrics::{Evaluation, RunMetrics};
 use trainer::model::{ModelConfig, ModelKind};
@@ -193,15 +193,9 @@ fn train(args: TrainArgs) -> Result<()> {
         Some(limit) => split.limit_per_class(&listing, limit, args.seed),
         None => split,
     };
-    let mut wanted: Vec<usize> = split.train.iter().chain(&split.test).copied().collect();
-    wanted.sort_unstable();
-    let (images, report) = data::decode(&listing, &wanted)?;
-    for (path, reason) in &report.skipped {
-        eprintln!("skipped {}: {reason}", path.display());
-    }
-    let mut is_test = vec![false; listing.files.len()];
-    split.test.iter().for_each(|&i| is_test[i] = true);
-    let (test, train): (Vec<usize>, Vec<usize>) = (0..images.len()).partition(|&i| is_test[images.files[i]]);
+    let SplitImages { images, train, test, report } =
+        data::decode_split(&listing, &split.train, &split.test)?;
+    report_skipped(&report);
     eprintln!(
         "data: {} classes, {} train + {} test images decoded in {:.2} s ({} skipped, {} converted); split: {}",
         listing.classes.len(),
@@ -279,6 +273,12 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn report_skipped(report: &DecodeReport) {
+    for (path, reason) in &report.skipped {
+        eprintln!("skipped {}: {reason}", path.display());
+    }
+}
+
 fn choose_split(split: &str, data: &Path, seed: u64, listing: &Listing) -> Result<Split> {
     let beside_data = data.parent().map(|p| p.join("split-seed0.json"));
     let file = match split {
@@ -325,17 +325,9 @@ fn export(args: ExportArgs) -> Result<()> {
     let split = choose_split(&args.split, &args.data, args.seed, &listing)?;
     // Calibration comes from the training images only, a seeded few of each class.
     let calibration = split.limit_per_class(&listing, args.calibration_per_class, args.seed).train;
-    let mut wanted: Vec<usize> = calibration.iter().chain(&split.test).copied().collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let (images, report) = data::decode(&listing, &wanted)?;
-    for (path, reason) in &report.skipped {
-        eprintln!("skipped {}: {reason}", path.display());
-    }
-    let mut is_test = vec![false; listing.files.len()];
-    split.test.iter().for_each(|&i| is_test[i] = true);
-    let (test, calibration): (Vec<usize>, Vec<usize>) =
-        (0..images.len()).partition(|&i| is_test[images.files[i]]);
+    let SplitImages { images, train: calibration, test, report } =
+        data::decode_split(&listing, &calibration, &split.test)?;
+    report_skipped(&report);
     let data = export::ExportData { images: &images, calibration: &calibration, test: &test };
     let card = export::export_run(&args.run, &args.out, &cpu_device()?, &provenance, &data)?;
     eprintln!(

@@ -30,12 +30,9 @@ fn short_real_training_run_learns_and_resumes() {
         None => Split::stratified(&listing, 0.2, 0),
     }
     .limit_per_class(&listing, 300, 0);
-    let mut wanted: Vec<usize> = split.train.iter().chain(&split.test).copied().collect();
-    wanted.sort_unstable();
-    let (images, report) = data::decode(&listing, &wanted).expect("decode");
+    let data::SplitImages { images, train, test, report } =
+        data::decode_split(&listing, &split.train, &split.test).expect("decode");
     assert!(report.skipped.is_empty());
-    let (test, train): (Vec<usize>, Vec<usize>) =
-        (0..images.len()).partition(|&i| split.test.contains(&images.files[i]));
     assert_eq!((train.len(), test.len()), (1800, 450));
 
     // Few images, so smaller batches and a larger step than the full run's defaults give the
