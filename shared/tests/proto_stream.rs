@@ -76,21 +76,21 @@ fn fake_classify(image: &[u8; IMAGE_LEN]) -> shared::proto::Result<Classificatio
 
 /// Runs a responder over `input` fed in pieces of `split` bytes; returns its decoded replies.
 fn respond(responder: &mut Responder, input: &[u8], split: usize) -> Vec<DeviceToHost> {
-    let mut wire = Vec::new();
+    let (mut wire, mut messages) = (Vec::new(), Vec::new());
     for piece in input.chunks(split.max(1)) {
         let mut rest = piece;
         loop {
             let (reply, remaining) = responder.process(rest, &mut fake_classify);
-            if let Some(frame) = reply {
-                wire.extend_from_slice(frame);
-            }
-            if remaining.is_empty() && reply.is_none() {
-                break;
-            }
+            let Some(reply) = reply else { break };
+            wire.extend_from_slice(reply.frame);
+            messages.push(reply.message);
             rest = remaining;
         }
     }
-    decode_stream::<DeviceToHost>(&wire, wire.len().max(1)).into_iter().map(|r| r.unwrap()).collect()
+    let decoded: Vec<_> =
+        decode_stream::<DeviceToHost>(&wire, wire.len().max(1)).into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(decoded, messages, "each reply's frame holds its message");
+    decoded
 }
 
 fn host_frame(message: &HostToDevice<'_>) -> Vec<u8> {
@@ -203,7 +203,7 @@ fn the_device_reports_its_classifier_errors() {
     loop {
         let (reply, remaining) = responder.process(rest, &mut |_| Err(Error::ModelUnavailable));
         match reply {
-            Some(frame) => wire.extend_from_slice(frame),
+            Some(reply) => wire.extend_from_slice(reply.frame),
             None => break,
         }
         rest = remaining;

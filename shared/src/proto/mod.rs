@@ -30,4 +30,4 @@ pub use message::{
     Classification, DeviceHello, DeviceToHost, HostToDevice, ModelHash, CHUNK_LEN, MAX_DEVICE_MESSAGE_LEN,
     MAX_HOST_MESSAGE_LEN, PROTOCOL_VERSION,
 };
-pub use responder::Responder;
+pub use responder::{Reply, Responder};

@@ -33,13 +33,13 @@ impl Responder {
     }
 
     /// Consumes `input` until a message or a bad frame calls for a reply; returns that
-    /// reply's frame (to send before calling again) and the input not consumed yet. Returns
+    /// reply (to send before calling again) and the input not consumed yet. Returns
     /// `(None, [])` once all input is consumed. `classify` runs for each complete image.
     pub fn process<'i>(
         &mut self,
         mut input: &'i [u8],
         classify: &mut impl FnMut(&[u8; IMAGE_LEN]) -> Result<Classification>,
-    ) -> (Option<&[u8]>, &'i [u8]) {
+    ) -> (Option<Reply<'_>>, &'i [u8]) {
         let Self { decoder, assembler, hello, connected, reply } = self;
         loop {
             let (answer, rest) = match decoder.feed::<HostToDevice<'_>>(input) {
@@ -52,10 +52,21 @@ impl Responder {
             input = rest;
             if let Some(answer) = answer {
                 // The buffer holds the longest device message, so encoding cannot fail.
-                return (encode_to_slice(&answer, reply).ok().map(|frame| &*frame), rest);
+                let frame =
+                    encode_to_slice(&answer, reply).ok().map(|frame| Reply { message: answer, frame });
+                return (frame, rest);
             }
         }
     }
+}
+
+/// A reply the device must send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply<'r> {
+    /// What it says (for the device's logs).
+    pub message: DeviceToHost,
+    /// Its frame, delimiters included: the bytes to write.
+    pub frame: &'r [u8],
 }
 
 /// The reply to one well-formed message, if it calls for one.
