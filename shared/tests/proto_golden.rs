@@ -1,7 +1,7 @@
 //! The wire format, frozen: every message below must encode to exactly these bytes and
-//! decode back. The bytes were computed independently of postcard (a Python script with
-//! zlib's CRC-32 and a textbook COBS, see docs/wire-protocol.md); a failure here means the
-//! format changed, which needs a new `PROTOCOL_VERSION`.
+//! decode back. The bytes come from `proto_golden.py` beside this file, which encodes by hand
+//! (postcard's rules, zlib's CRC-32, a textbook COBS), independently of postcard; a failure
+//! here means the format changed, which needs a new `PROTOCOL_VERSION`.
 
 use shared::proto::{
     decode_from_bytes, encode_to_slice, encode_to_vec, frame::max_frame_len, Classification, DeviceHello,
