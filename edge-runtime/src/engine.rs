@@ -1,0 +1,223 @@
+//! The model, loaded and verified, and batched classification. The only module that imports
+//! tract, so a tract upgrade touches this file alone.
+
+use crate::artifacts::{self, LoadError, ModelDir};
+use crate::preprocess::{Image, PIXELS, SIDE};
+use shared::model::{FixedClassifier, IntCnn, QuantumHead, CLASSES, CLASS_NAMES, HEAD_FRAC_BITS};
+use shared::quantum::{Unitary, WIRES};
+use std::path::Path;
+use tract_onnx::prelude::*;
+
+type Plan = std::sync::Arc<TypedRunnableModel>;
+
+/// Which arithmetic classifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// The ONNX CNN in tract, then the circuit and head in `f32`.
+    #[default]
+    Float,
+    /// The firmware's integer model (`shared::model::FixedClassifier`), bit for bit what an
+    /// RP2040 answers for the same 64x64 pixels.
+    Fixed,
+}
+
+/// How to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Float or fixed point.
+    pub kind: EngineKind,
+    /// Worker threads; each takes an equal share of a call's images.
+    pub threads: usize,
+    /// Images per tract run (per thread). Larger batches amortise tract's per-run overhead.
+    pub batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            kind: EngineKind::Float,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            batch: 64,
+        }
+    }
+}
+
+/// The model's answer for one image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Index into [`CLASS_NAMES`] of the most probable class (the first one on ties).
+    pub class: usize,
+    /// Softmax of the head's logits, in [`CLASS_NAMES`] order.
+    pub probabilities: [f32; CLASSES],
+}
+
+impl Prediction {
+    /// The class's name.
+    pub fn class_name(&self) -> &'static str {
+        CLASS_NAMES[self.class]
+    }
+
+    fn from_logits(logits: [f32; CLASSES]) -> Self {
+        let class =
+            logits.iter().enumerate().fold(0, |best, (i, &l)| if l > logits[best] { i } else { best });
+        // Shifting by the largest logit keeps `exp` from overflowing.
+        let top = logits[class];
+        let exp = logits.map(|l| (l - top).exp());
+        let sum: f32 = exp.iter().sum();
+        Self { class, probabilities: exp.map(|e| e / sum) }
+    }
+}
+
+/// A failure while running the model.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    /// tract refused to run the graph on the batch.
+    #[error("tract failed: {0}")]
+    Tract(String),
+    /// The integer model refused the input.
+    #[error("integer model failed: {0}")]
+    Fixed(shared::nn::Error),
+    /// The integer CNN's bytes, checked at load, no longer parse (not expected).
+    #[error("integer CNN artifact: {0}")]
+    Artifact(shared::model::Error),
+    /// A worker thread died (a bug: nothing in a worker is expected to panic).
+    #[error("a worker thread panicked")]
+    Worker,
+}
+
+/// The loaded, verified model.
+pub struct Engine {
+    options: Options,
+    plan: Option<Plan>,
+    head: QuantumHead,
+    unitary: Unitary<f32>,
+    /// The integer CNN's bytes: `IntCnn` borrows its weights from them, so the fixed path
+    /// parses them (microseconds) per call instead of holding a self-referential struct.
+    int_cnn: Vec<u8>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Loads the model set in `dir` (the workspace's `models/` holds the committed one) after
+    /// checking every artifact against `model-card.json`.
+    ///
+    /// # Errors
+    /// Any [`LoadError`]: a missing, unlisted, damaged or tampered file, or one that does not
+    /// parse.
+    pub fn load(dir: impl AsRef<Path>, options: &Options) -> Result<Self, LoadError> {
+        let dir = ModelDir::open(dir.as_ref())?;
+        let head_bytes = dir.read_verified(artifacts::HEAD_FILE)?;
+        let head = QuantumHead::decode_from_bytes(&head_bytes)
+            .map_err(|source| LoadError::Artifact { path: dir.path(artifacts::HEAD_FILE), source })?;
+        let int_cnn = dir.read_verified(artifacts::INT_CNN_FILE)?;
+        IntCnn::decode_from_bytes(&int_cnn)
+            .map_err(|source| LoadError::Artifact { path: dir.path(artifacts::INT_CNN_FILE), source })?;
+        // The float engine alone needs the ONNX graph, but every engine verifies the whole set,
+        // so `--engine fixed` refuses the same damaged directory the float engine does.
+        let onnx = dir.read_verified(artifacts::ONNX_FILE)?;
+        let plan = match options.kind {
+            EngineKind::Float => Some(optimise(&onnx).map_err(|e| LoadError::Onnx {
+                path: dir.path(artifacts::ONNX_FILE),
+                reason: format!("{e:#}"),
+            })?),
+            EngineKind::Fixed => None,
+        };
+        let options = Options { threads: options.threads.max(1), batch: options.batch.max(1), ..*options };
+        Ok(Self { options, plan, unitary: head.unitary(), head, int_cnn })
+    }
+
+    /// The options the engine runs with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Classifies `images`, one prediction each, in order.
+    ///
+    /// # Errors
+    /// [`InferenceError`] when tract or the integer model fails (not expected for valid
+    /// images: every [`Image`] has the model's shape).
+    pub fn classify(&self, images: &[Image]) -> Result<Vec<Prediction>, InferenceError> {
+        let threads = self.options.threads.min(images.len()).max(1);
+        if threads == 1 {
+            return self.classify_on_this_thread(images);
+        }
+        let share = images.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = images
+                .chunks(share)
+                .map(|chunk| scope.spawn(move || self.classify_on_this_thread(chunk)))
+                .collect();
+            let mut out = Vec::with_capacity(images.len());
+            for worker in workers {
+                out.extend(worker.join().map_err(|_| InferenceError::Worker)??);
+            }
+            Ok(out)
+        })
+    }
+
+    fn classify_on_this_thread(&self, images: &[Image]) -> Result<Vec<Prediction>, InferenceError> {
+        match &self.plan {
+            Some(plan) => {
+                let mut out = Vec::with_capacity(images.len());
+                for batch in images.chunks(self.options.batch) {
+                    for angles in run_cnn(plan, batch).map_err(|e| InferenceError::Tract(format!("{e:#}")))? {
+                        let expvals = self.unitary.expvals(&angles);
+                        out.push(Prediction::from_logits(self.head.logits(&expvals)));
+                    }
+                }
+                Ok(out)
+            }
+            None => self.classify_fixed(images),
+        }
+    }
+
+    fn classify_fixed(&self, images: &[Image]) -> Result<Vec<Prediction>, InferenceError> {
+        // Parsed and validated once at load; a failure here would mean the bytes changed.
+        let cnn = IntCnn::decode_from_bytes(&self.int_cnn).map_err(InferenceError::Artifact)?;
+        let classifier = FixedClassifier::new(cnn, self.head.clone());
+        let mut scratch = vec![0; classifier.scratch_len()];
+        let scale = (1u32 << HEAD_FRAC_BITS) as f32;
+        images
+            .iter()
+            .map(|image| {
+                let fixed =
+                    classifier.classify(image.pixels(), &mut scratch).map_err(InferenceError::Fixed)?;
+                let mut prediction = Prediction::from_logits(fixed.logits.map(|l| l as f32 / scale));
+                // The device's answer is the integer argmax; keep it even where two logits
+                // round to the same f32.
+                prediction.class = usize::from(fixed.class);
+                Ok(prediction)
+            })
+            .collect()
+    }
+}
+
+/// Loads the ONNX graph with its batch dimension left symbolic, so one plan serves any batch.
+fn optimise(onnx: &[u8]) -> TractResult<Plan> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &onnx[..])?;
+    let batch = model.symbols.sym("N");
+    model.set_input_fact(0, f32::fact([TDim::from(batch), 1.into(), SIDE.into(), SIDE.into()]).into())?;
+    model.into_optimized()?.into_runnable()
+}
+
+fn run_cnn(plan: &Plan, images: &[Image]) -> TractResult<Vec<[f32; WIRES]>> {
+    let mut input = Vec::with_capacity(images.len() * PIXELS);
+    for image in images {
+        input.extend(image.pixels().iter().map(|&p| f32::from(p) / 255.0));
+    }
+    let input = Tensor::from_shape(&[images.len(), 1, SIDE, SIDE], &input)?;
+    let outputs = plan.run(tvec!(input.into_tvalue()))?;
+    let angles = outputs[0].to_plain_array_view::<f32>()?;
+    if angles.shape() != [images.len(), WIRES] {
+        anyhow::bail!("the graph returned shape {:?}, expected [{}, {WIRES}]", angles.shape(), images.len());
+    }
+    Ok(angles.as_slice().map_or_else(
+        || angles.outer_iter().map(|row| std::array::from_fn(|i| row[i])).collect(),
+        |flat| flat.chunks_exact(WIRES).map(|c| std::array::from_fn(|i| c[i])).collect(),
+    ))
+}

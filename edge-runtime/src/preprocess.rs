@@ -1,0 +1,162 @@
+//! Files -> model input, the trainer's way (`trainer/src/data.rs::decode_gray64`): decode,
+//! convert to 8-bit luma with `image`'s `to_luma8` (Rec. 709 weights for colour; 16-bit
+//! samples scaled by 255/65535), resize to 64x64 with the triangle (bilinear) filter when the
+//! size differs, and feed `pixel / 255` to the model. Calling the same `image` functions
+//! keeps the conversion identical to the one the model was trained and tested with.
+//!
+//! DICOM (detected by its `DICM` preamble marker): the first frame, with the modality LUT
+//! (rescale slope and intercept) and the first VOI LUT or window from the file applied
+//! (min-max normalisation when the file has none), MONOCHROME1 inverted so that bright is
+//! dense as in every other format, narrowed to 8 bits, then the same luma and resize steps.
+
+use dicom_pixeldata::{BitDepthOption, ConvertOptions, PixelDecoder};
+use image::{DynamicImage, ImageReader};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+/// Side of the model's square input.
+pub const SIDE: usize = 64;
+/// Pixels of the model's input.
+pub const PIXELS: usize = SIDE * SIDE;
+
+/// A 64x64 gray image, row-major, as the model takes it (before the `/ 255`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Image(Box<[u8; PIXELS]>);
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Image(64x64 gray)")
+    }
+}
+
+impl Image {
+    /// Wraps 64x64 gray pixels.
+    ///
+    /// # Errors
+    /// Hands the pixels back when there are not exactly [`PIXELS`] of them.
+    pub fn from_pixels(pixels: Vec<u8>) -> Result<Self, Vec<u8>> {
+        pixels.into_boxed_slice().try_into().map(Self).map_err(|p: Box<[u8]>| p.into_vec())
+    }
+
+    /// The pixels, row-major.
+    pub fn pixels(&self) -> &[u8; PIXELS] {
+        &self.0
+    }
+}
+
+/// Why one input file could not be turned into an image.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The file has no bytes.
+    #[error("{path}: empty file")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The bytes are not a supported image (unknown format, corrupt or truncated).
+    #[error("{path}: not a readable image: {source}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's reason.
+        source: image::ImageError,
+    },
+    /// The image decodes to zero pixels.
+    #[error("{path}: the image has no pixels")]
+    NoPixels {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A DICOM file that cannot be read or holds no displayable image.
+    #[error("{path}: unreadable DICOM: {reason}")]
+    Dicom {
+        /// The file.
+        path: PathBuf,
+        /// dicom-rs's reason.
+        reason: String,
+    },
+}
+
+impl InputError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Io { path, .. }
+            | Self::Empty { path }
+            | Self::NoPixels { path }
+            | Self::Decode { path, .. }
+            | Self::Dicom { path, .. } => path,
+        }
+    }
+}
+
+/// Reads and converts one file.
+///
+/// # Errors
+/// Any [`InputError`]; never panics on the file's content.
+pub fn load(path: &Path) -> Result<Image, InputError> {
+    let bytes = std::fs::read(path).map_err(|source| InputError::Io { path: path.to_path_buf(), source })?;
+    decode(&bytes, path)
+}
+
+/// Converts one file's bytes; `path` only names the file in errors.
+///
+/// # Errors
+/// Any [`InputError`]; never panics on `bytes`.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<Image, InputError> {
+    if bytes.is_empty() {
+        return Err(InputError::Empty { path: path.to_path_buf() });
+    }
+    let decoded = if is_dicom(bytes) {
+        decode_dicom(bytes).map_err(|reason| InputError::Dicom { path: path.to_path_buf(), reason })?
+    } else {
+        decode_image(bytes).map_err(|source| InputError::Decode { path: path.to_path_buf(), source })?
+    };
+    if decoded.width() == 0 || decoded.height() == 0 {
+        return Err(InputError::NoPixels { path: path.to_path_buf() });
+    }
+    Ok(to_model_input(&decoded))
+}
+
+/// A DICOM Part 10 file: 128-byte preamble, then `DICM`.
+fn is_dicom(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM")
+}
+
+fn decode_image(bytes: &[u8]) -> Result<DynamicImage, image::ImageError> {
+    // `ImageReader` applies `image`'s default limits (512 MiB per allocation), so a header that
+    // claims a huge size is an error rather than an out-of-memory abort.
+    ImageReader::new(Cursor::new(bytes)).with_guessed_format()?.decode()
+}
+
+fn decode_dicom(bytes: &[u8]) -> Result<DynamicImage, String> {
+    // `from_reader` expects the stream positioned at the `DICM` marker.
+    let object = dicom_object::from_reader(&bytes[128..]).map_err(|e| e.to_string())?;
+    let pixels = object.decode_pixel_data().map_err(|e| e.to_string())?;
+    // Default modality and VOI LUT options: rescale, then the file's window (or min-max).
+    let options = ConvertOptions::new().with_bit_depth(BitDepthOption::Force8Bit);
+    pixels.to_dynamic_image_with_options(0, &options).map_err(|e| e.to_string())
+}
+
+/// Exactly `trainer::data::decode_gray64` after decoding; `decoded` has at least one pixel.
+fn to_model_input(decoded: &DynamicImage) -> Image {
+    let side = SIDE as u32;
+    let gray = decoded.to_luma8();
+    let resized = if gray.width() == side && gray.height() == side {
+        gray
+    } else {
+        image::imageops::resize(&gray, side, side, image::imageops::FilterType::Triangle)
+    };
+    let mut pixels = Box::new([0; PIXELS]);
+    // Both hold side x side pixels: `resize` returns exactly the size it was asked for.
+    pixels.copy_from_slice(resized.as_raw());
+    Image(pixels)
+}

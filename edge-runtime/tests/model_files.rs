@@ -1,0 +1,117 @@
+use crate::common::{models, scratch};
+use edge_runtime::artifacts::{HEAD_FILE, INT_CNN_FILE, ONNX_FILE};
+use edge_runtime::{Engine, EngineKind, LoadError, Options};
+use std::path::{Path, PathBuf};
+
+/// A copy of the committed model set in a scratch directory.
+fn copy_models(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    for entry in std::fs::read_dir(models()).expect("models/") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+    }
+    dir
+}
+
+fn load(dir: &Path) -> Result<Engine, LoadError> {
+    Engine::load(dir, &Options::default())
+}
+
+/// Rewrites the card's entry for `file` to match its current bytes, as a tamperer who also
+/// edits the card would; the parsers must then catch what the checksum no longer does.
+fn reseal(dir: &Path, file: &str) {
+    use sha2::Digest;
+    let bytes = std::fs::read(dir.join(file)).expect("artifact");
+    let card_path = dir.join("model-card.json");
+    let mut card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&card_path).expect("card")).expect("json");
+    let entry = card["artifacts"]
+        .as_array_mut()
+        .expect("list")
+        .iter_mut()
+        .find(|a| a["file"] == file)
+        .expect("listed");
+    entry["sha256"] =
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>().into();
+    entry["bytes"] = bytes.len().into();
+    std::fs::write(&card_path, serde_json::to_vec(&card).expect("json")).expect("write card");
+}
+
+#[test]
+fn the_committed_model_loads_in_both_engines() {
+    let dir = copy_models("intact");
+    load(&dir).expect("float");
+    Engine::load(&dir, &Options { kind: EngineKind::Fixed, ..Options::default() }).expect("fixed");
+}
+
+#[test]
+fn truncated_onnx_is_a_size_mismatch() {
+    let dir = copy_models("truncated-onnx");
+    let path = dir.join(ONNX_FILE);
+    let bytes = std::fs::read(&path).expect("onnx");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
+    let err = load(&dir).expect_err("refused");
+    assert!(matches!(err, LoadError::Mismatch { what: "size", .. }), "{err}");
+    assert!(err.to_string().contains(ONNX_FILE), "{err}");
+    // With the card resealed the checksum passes and tract itself refuses the graph.
+    reseal(&dir, ONNX_FILE);
+    assert!(matches!(load(&dir), Err(LoadError::Onnx { .. })));
+}
+
+#[test]
+fn a_flipped_byte_is_a_checksum_error_in_every_artifact() {
+    for file in [ONNX_FILE, HEAD_FILE, INT_CNN_FILE] {
+        let dir = copy_models(&format!("flipped-{file}"));
+        let path = dir.join(file);
+        let mut bytes = std::fs::read(&path).expect("artifact");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(&path, &bytes).expect("write");
+        let err = load(&dir).expect_err("refused");
+        assert!(matches!(err, LoadError::Mismatch { what: "sha256", .. }), "{file}: {err}");
+    }
+}
+
+#[test]
+fn a_resealed_qmed_with_a_flipped_byte_fails_its_crc() {
+    for file in [HEAD_FILE, INT_CNN_FILE] {
+        let dir = copy_models(&format!("resealed-{file}"));
+        let path = dir.join(file);
+        let mut bytes = std::fs::read(&path).expect("artifact");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&path, &bytes).expect("write");
+        reseal(&dir, file);
+        let err = load(&dir).expect_err("refused");
+        assert!(matches!(err, LoadError::Artifact { .. }), "{file}: {err}");
+    }
+}
+
+#[test]
+fn missing_files_are_io_errors_naming_the_file() {
+    for file in [ONNX_FILE, HEAD_FILE, INT_CNN_FILE, "model-card.json"] {
+        let dir = copy_models(&format!("missing-{file}"));
+        std::fs::remove_file(dir.join(file)).expect("remove");
+        let err = load(&dir).expect_err("refused");
+        assert!(matches!(err, LoadError::Io { .. }), "{file}: {err}");
+        assert!(err.to_string().contains(file), "{err}");
+    }
+}
+
+#[test]
+fn an_artifact_missing_from_the_card_or_a_broken_card_is_refused() {
+    let dir = copy_models("unlisted");
+    let card_path = dir.join("model-card.json");
+    let mut card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&card_path).expect("card")).expect("json");
+    card["artifacts"].as_array_mut().expect("list").retain(|a| a["file"] != HEAD_FILE);
+    std::fs::write(&card_path, serde_json::to_vec(&card).expect("json")).expect("write");
+    assert!(matches!(load(&dir), Err(LoadError::NotListed { .. })));
+
+    card["classes"][0] = "Knee".into();
+    std::fs::write(&card_path, serde_json::to_vec(&card).expect("json")).expect("write");
+    assert!(matches!(load(&dir), Err(LoadError::Classes { .. })));
+
+    std::fs::write(&card_path, b"{\"classes\": [").expect("write");
+    assert!(matches!(load(&dir), Err(LoadError::Card { .. })));
+}
