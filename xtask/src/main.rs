@@ -2,7 +2,12 @@
 //!
 //! - `test`: everything below, in order (the README's test command);
 //! - `host`: `cargo test --workspace`;
-//! - `no-std`: `shared` builds for the RP2040 target without std.
+//! - `no-std`: `shared` builds for the RP2040 target without std;
+//! - `firmware`: builds the firmware (QEMU and Pico), prints flash/RAM, streams test images
+//!   through the QEMU build and checks every answer against the host (see `firmware.rs`);
+//! - `firmware-size`: only the builds and the flash/RAM figures.
+
+mod firmware;
 
 use anyhow::{bail, Context, Result};
 use std::process::{Command, ExitCode};
@@ -29,7 +34,9 @@ fn run(job: &str) -> Result<()> {
         }
         "host" => host(),
         "no-std" => no_std(),
-        other => bail!("unknown job `{other}` (jobs: test, host, no-std)"),
+        "firmware" => firmware::run(),
+        "firmware-size" => firmware::sizes(),
+        other => bail!("unknown job `{other}` (jobs: test, host, no-std, firmware, firmware-size)"),
     }
 }
 
