@@ -23,7 +23,8 @@ const IMAGES: usize = 240;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 fn target_dir() -> PathBuf {

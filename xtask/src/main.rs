@@ -5,7 +5,8 @@
 //! - `no-std`: `shared` builds for the RP2040 target without std;
 //! - `firmware`: builds the firmware (QEMU and Pico), prints flash/RAM, streams test images
 //!   through the QEMU build and checks every answer against the host (see `firmware.rs`);
-//! - `firmware-size`: only the builds and the flash/RAM figures.
+//! - `firmware-size`: only the builds and the flash/RAM figures;
+//! - `fuzz`: the cargo-fuzz targets (own workspace) type-check on stable.
 
 mod firmware;
 
@@ -30,13 +31,16 @@ fn run(job: &str) -> Result<()> {
     match job {
         "test" => {
             no_std()?;
-            host()
+            host()?;
+            fuzz()?;
+            firmware::run()
         }
         "host" => host(),
         "no-std" => no_std(),
         "firmware" => firmware::run(),
         "firmware-size" => firmware::sizes(),
-        other => bail!("unknown job `{other}` (jobs: test, host, no-std, firmware, firmware-size)"),
+        "fuzz" => fuzz(),
+        other => bail!("unknown job `{other}` (jobs: test, host, no-std, firmware, firmware-size, fuzz)"),
     }
 }
 
@@ -47,6 +51,11 @@ fn host() -> Result<()> {
 fn no_std() -> Result<()> {
     cargo(&["build", "-p", "shared", "--no-default-features", "--target", MCU_TARGET])?;
     cargo(&["build", "-p", "shared", "--no-default-features", "--features", "defmt", "--target", MCU_TARGET])
+}
+
+fn fuzz() -> Result<()> {
+    // Its own workspace and target dir (fuzz/target); fuzzing itself needs nightly.
+    cargo(&["check", "--manifest-path", "fuzz/Cargo.toml"])
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
