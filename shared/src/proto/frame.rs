@@ -23,7 +23,11 @@ const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 /// Wire bytes of a frame holding a message of `message_len` bytes at most: two delimiters
 /// and the COBS encoding of the message and its CRC.
 pub const fn max_frame_len(message_len: usize) -> usize {
-    2 + cobs::max_encoding_length(message_len + CRC_LEN)
+    let len = message_len + CRC_LEN;
+    // One code byte per full 254-byte block, plus the last block's. Not
+    // `cobs::max_encoding_length`: postcard's encoder starts a new block after a full one even
+    // at the end, one byte more than that bound when `len` is a multiple of 254.
+    2 + len + len / 254 + 1
 }
 
 /// Longest frame either side sends (an image chunk of [`super::CHUNK_LEN`] bytes).
