@@ -97,8 +97,67 @@ pub fn run() -> Result<()> {
     let elf = target_dir().join("thumbv6m-none-eabi/release/qemu");
     let model = HostModel::load()?;
     let images = test_images(IMAGES)?;
-    stream(&elf, &model, &images, false).context("clean run")?;
-    stream(&elf, &model, &images, true).context("run with damaged frames")
+    stream(&elf, &model, &images, false, &[]).context("clean run")?;
+    stream(&elf, &model, &images, true, &[]).context("run with damaged frames")?;
+    count_instructions(&elf, &model, &images[..COUNTED_IMAGES]).context("instruction count")
+}
+
+/// Images classified under the instruction-counting plugin (it slows QEMU down).
+const COUNTED_IMAGES: usize = 24;
+
+/// Address of a symbol of the ELF.
+fn symbol(elf: &Path, name: &str) -> Result<u64> {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let file = object::File::parse(&*data).with_context(|| format!("parsing {}", elf.display()))?;
+    let found = file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address());
+    found.with_context(|| format!("no symbol {name} in {}", elf.display()))
+}
+
+/// Boots the firmware with the `insn-count` TCG plugin and reports the instructions executed
+/// per classification (between the `qmed_classify_begin` / `qmed_classify_end` markers).
+fn count_instructions(elf: &Path, model: &HostModel, images: &[(String, Vec<u8>)]) -> Result<()> {
+    let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    if std::env::consts::OS != "linux" {
+        eprintln!("  instruction count skipped: the plugin build here assumes a Linux host");
+        return Ok(());
+    }
+    let manifest = root().join("firmware/insn-count/Cargo.toml");
+    let target_dir = target_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let args = ["build", "--release", "--target", &host, "--manifest-path"];
+    eprintln!("+ cargo {} {} --target-dir {}", args.join(" "), manifest.display(), target_dir.display());
+    let status = Command::new(cargo)
+        .args(args)
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(root())
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .context("building the insn-count plugin")?;
+    ensure!(status.success(), "insn-count plugin build failed ({status})");
+    let plugin = target_dir.join(&host).join("release/libinsn_count.so");
+    let out = target_dir.join("insn-count.txt");
+    let _ = std::fs::remove_file(&out);
+    let begin = symbol(elf, "qmed_classify_begin")?;
+    let end = symbol(elf, "qmed_classify_end")?;
+    ensure!(begin != end, "the marker functions were merged");
+    let spec = format!("{},begin={begin},end={end},out={}", plugin.display(), out.display());
+    stream(elf, model, images, false, &["-plugin".into(), spec])?;
+    let text = std::fs::read_to_string(&out).with_context(|| format!("plugin wrote no {}", out.display()))?;
+    let counts: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    ensure!(counts.len() == images.len(), "{} counts for {} images", counts.len(), images.len());
+    let (min, max) = (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
+    let mean = counts.iter().sum::<u64>() as f64 / counts.len() as f64;
+    eprintln!(
+        "firmware instructions per image (thumbv6m code under QEMU, {} images): mean {:.0}, min {min}, max {max} (target <= 10 M; on a 133 MHz Pico at 1 to 2 cycles per instruction: {:.0} to {:.0} ms)",
+        counts.len(),
+        mean,
+        mean / 133e3,
+        2.0 * mean / 133e3
+    );
+    Ok(())
 }
 
 struct HostModel {
@@ -173,8 +232,9 @@ struct Qemu {
 
 impl Qemu {
     /// Boots `elf`; returns QEMU and the pty its UART0 is on.
-    fn boot(elf: &Path) -> Result<(Self, String)> {
+    fn boot(elf: &Path, extra: &[String]) -> Result<(Self, String)> {
         let mut child = Command::new("qemu-system-arm")
+            .args(extra)
             .args(["-machine", "mps2-an385", "-nographic", "-monitor", "none", "-serial", "pty"])
             .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
             .arg(elf)
@@ -203,6 +263,12 @@ impl Qemu {
 
     /// Stops QEMU; saves the defmt log beside the ELF and says where.
     fn stop(mut self, elf: &Path) -> Result<()> {
+        // SIGTERM, so QEMU exits cleanly and plugins write their results.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(log) = self.log.take().and_then(|h| h.join().ok()) {
@@ -364,7 +430,7 @@ fn damage(rng: &mut Rng, valid: &[u8]) -> (&'static str, Vec<u8>) {
     }
 }
 
-fn stream(elf: &Path, model: &HostModel, images: &[(String, Vec<u8>)], damaged: bool) -> Result<()> {
+fn stream(elf: &Path, model: &HostModel, images: &[(String, Vec<u8>)], damaged: bool, extra: &[String]) -> Result<()> {
     let want = model.classify_all(images)?;
     eprintln!(
         "+ qemu-system-arm -machine mps2-an385 ... -kernel {} ({} images{})",
@@ -372,7 +438,7 @@ fn stream(elf: &Path, model: &HostModel, images: &[(String, Vec<u8>)], damaged: 
         images.len(),
         if damaged { ", damaged frames interleaved" } else { "" }
     );
-    let (qemu, pty) = Qemu::boot(elf)?;
+    let (qemu, pty) = Qemu::boot(elf, extra)?;
     let mut link = Link::open(&pty)?;
     link.handshake(model.hash())?;
     link.sent = 0;
