@@ -38,7 +38,8 @@ fn main() {
     for name in ["cnn-int8.qmed", "quantum-head.qmed"] {
         let path = models.join(name);
         println!("cargo:rerun-if-changed={}", path.display());
-        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the firmware embeds the trained model)", path.display()));
+        let bytes = fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (the firmware embeds the trained model)", path.display()));
         hasher.update(&bytes);
     }
     let hash: [u8; 32] = hasher.finalize().into();

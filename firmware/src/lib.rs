@@ -66,7 +66,11 @@ pub fn load_model() -> Option<FixedClassifier<'static>> {
     };
     let classifier = FixedClassifier::new(cnn, head);
     if classifier.scratch_len() > SCRATCH_LEN {
-        defmt::error!("model needs {} bytes of scratch, firmware has {}", classifier.scratch_len(), SCRATCH_LEN);
+        defmt::error!(
+            "model needs {} bytes of scratch, firmware has {}",
+            classifier.scratch_len(),
+            SCRATCH_LEN
+        );
         return None;
     }
     Some(classifier)

@@ -430,7 +430,13 @@ fn damage(rng: &mut Rng, valid: &[u8]) -> (&'static str, Vec<u8>) {
     }
 }
 
-fn stream(elf: &Path, model: &HostModel, images: &[(String, Vec<u8>)], damaged: bool, extra: &[String]) -> Result<()> {
+fn stream(
+    elf: &Path,
+    model: &HostModel,
+    images: &[(String, Vec<u8>)],
+    damaged: bool,
+    extra: &[String],
+) -> Result<()> {
     let want = model.classify_all(images)?;
     eprintln!(
         "+ qemu-system-arm -machine mps2-an385 ... -kernel {} ({} images{})",

@@ -46,7 +46,11 @@ impl Register for InsnCount {
 }
 
 impl HasCallbacks for InsnCount {
-    fn on_translation_block_translate(&mut self, _id: PluginId, tb: TranslationBlock) -> qemu_plugin::Result<()> {
+    fn on_translation_block_translate(
+        &mut self,
+        _id: PluginId,
+        tb: TranslationBlock,
+    ) -> qemu_plugin::Result<()> {
         let (vaddr, n) = (tb.vaddr(), tb.size() as u64);
         let (begin, end) = (self.begin, self.end);
         let counts = self.counts.clone();

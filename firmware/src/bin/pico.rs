@@ -87,10 +87,11 @@ fn main() -> ! {
         &mut pac.RESETS,
     )));
     let serial = SerialPort::new(bus);
-    let Ok(builder) = UsbDeviceBuilder::new(bus, UsbVidPid(0x16c0, 0x27dd)).strings(&[StringDescriptors::default()
-        .manufacturer("qmedscan")
-        .product("qmedscan classifier")
-        .serial_number("1")])
+    let Ok(builder) =
+        UsbDeviceBuilder::new(bus, UsbVidPid(0x16c0, 0x27dd)).strings(&[StringDescriptors::default()
+            .manufacturer("qmedscan")
+            .product("qmedscan classifier")
+            .serial_number("1")])
     else {
         panic!("USB strings")
     };
