@@ -1,7 +1,7 @@
 //! The model-artifact format: what `trainer` writes into `models/` and what the edge runtime
 //! and the firmware load.
 //!
-//! Every artifact is one [container](container): a 16-byte header (magic, format version,
+//! Every artifact is one container (see [`open`]): a 16-byte header (magic, format version,
 //! kind, payload length, CRC-32 of the payload) followed by a postcard payload. Parsing checks
 //! all of it and never panics on bad bytes; decoding borrows nothing it does not need.
 //!

@@ -9,7 +9,7 @@ use num_complex::Complex;
 
 /// `U = layer_L ... layer_1` for fixed weights, applied after the embedding.
 ///
-/// Stored as `V = U D` (see [`super::embedding`]'s factorisation `psi = phase D r`), column-major
+/// Stored as `V = U D` (the embedding factorises as `psi = phase D r`, `D` quarter-turn phases), column-major
 /// with real and imaginary parts split: `V r` is 16 real-times-complex column updates that
 /// the compiler vectorises.
 #[derive(Debug, Clone, PartialEq)]
