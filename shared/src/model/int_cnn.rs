@@ -129,9 +129,18 @@ impl<'a> IntCnn<'a> {
         Ok(largest)
     }
 
-    /// Bytes of scratch memory [`Self::run`] needs: two activation buffers.
+    /// Bytes of scratch memory [`Self::run`] needs: two activation buffers and the largest
+    /// zero-padded convolution input.
     pub fn scratch_len(&self) -> usize {
-        2 * self.validate().unwrap_or(0)
+        2 * self.validate().unwrap_or(0) + self.padded_len()
+    }
+
+    fn padded_len(&self) -> usize {
+        let padded = self.layers.iter().map(|l| match l {
+            Layer::Conv2dRelu(o, _) => o.padded_len(),
+            _ => 0,
+        });
+        padded.max().unwrap_or(0)
     }
 
     /// Multiply-accumulates per image (for reports).
@@ -161,7 +170,8 @@ impl<'a> IntCnn<'a> {
         if scratch.len() < need {
             return Err(nn::Error::Length { buffer: "scratch", expected: need, found: scratch.len() });
         }
-        let (ping, pong) = scratch[..need].split_at_mut(need / 2);
+        let (activations, padded) = scratch[..need].split_at_mut(need - self.padded_len());
+        let (ping, pong) = activations.split_at_mut(activations.len() / 2);
         // Where the current activation is: None the image, Some(false) ping, Some(true) pong.
         let mut current: Option<bool> = None;
         let mut len = IMAGE_LEN;
@@ -175,7 +185,7 @@ impl<'a> IntCnn<'a> {
             len = match layer {
                 Layer::Conv2dRelu(o, q) => {
                     let out = &mut dst[..o.output_len()];
-                    nn::conv2d_relu(o, src, q.weights, |c| q.bias[c], |c| q.requant[c], out)?;
+                    nn::conv2d_relu(o, src, q.weights, |c| q.bias[c], |c| q.requant[c], out, padded)?;
                     out.len()
                 }
                 Layer::MaxPool(o) => {

@@ -72,12 +72,25 @@ impl Conv2dOptions {
     pub fn output_len(&self) -> usize {
         self.out_channels as usize * self.out_height() * self.out_width()
     }
+
+    /// Elements of the zero-padded copy of the input [`conv2d_relu`] works on (0 without
+    /// padding: it reads the input in place).
+    pub fn padded_len(&self) -> usize {
+        if self.padding == 0 {
+            return 0;
+        }
+        let p = 2 * self.padding as usize;
+        self.in_channels as usize * (self.in_height as usize + p) * (self.in_width as usize + p)
+    }
 }
 
 /// `output = relu(requant[o](bias[o] + sum input * weights))`.
 ///
 /// `weights` holds `i8` values as bytes (two's complement), as the model artifact stores
-/// them.
+/// them. A padded layer first copies its input into `padded` (at least
+/// [`Conv2dOptions::padded_len`] bytes) with zero borders, so every window lies inside the
+/// buffer and the inner loops need no bounds logic: on a Cortex-M0+ that halves the
+/// instructions per multiply-accumulate.
 ///
 /// # Errors
 /// [`Error::Length`] when a buffer does not match `options`; [`Error::Options`] for invalid
@@ -89,47 +102,95 @@ pub fn conv2d_relu(
     bias: impl Fn(usize) -> i32,
     requant: impl Fn(usize) -> Requant,
     output: &mut [u8],
+    padded: &mut [u8],
 ) -> Result<()> {
     options.validate()?;
     check_len("input", options.input_len(), input.len())?;
     check_len("weights", options.weights_len(), weights.len())?;
     check_len("output", options.output_len(), output.len())?;
-    let (c_in, h, w) = (options.in_channels as usize, options.in_height as usize, options.in_width as usize);
-    let (k, stride, pad) = (options.kernel as usize, options.stride as usize, options.padding as usize);
-    let (oh, ow) = (options.out_height(), options.out_width());
-    let plane = h * w;
-    for (o, (out_plane, kernel)) in
-        output.chunks_exact_mut(oh * ow).zip(weights.chunks_exact(c_in * k * k)).enumerate()
+    let (c, h, w, p) = (
+        options.in_channels as usize,
+        options.in_height as usize,
+        options.in_width as usize,
+        options.padding as usize,
+    );
+    let source = if p == 0 {
+        input
+    } else {
+        let need = options.padded_len();
+        let found = padded.len();
+        let buffer =
+            padded.get_mut(..need).ok_or(Error::Length { buffer: "padded", expected: need, found })?;
+        pad(input, c, h, w, p, buffer);
+        buffer
+    };
+    let valid = Valid { channels: c, height: h + 2 * p, width: w + 2 * p, stride: options.stride as usize };
+    // The model's kernel sizes get fully unrolled windows; any other size runs the same loop.
+    match options.kernel {
+        3 => valid.convolve::<3>(3, source, weights, bias, requant, output),
+        6 => valid.convolve::<6>(6, source, weights, bias, requant, output),
+        k => valid.convolve::<0>(k as usize, source, weights, bias, requant, output),
+    }
+    Ok(())
+}
+
+/// Copies `[c][h][w]` `input` into `out` as `[c][h + 2p][w + 2p]` with zero borders.
+fn pad(input: &[u8], c: usize, h: usize, w: usize, p: usize, out: &mut [u8]) {
+    let pw = w + 2 * p;
+    out.fill(0);
+    for (plane_in, plane_out) in input.chunks_exact(h * w).zip(out.chunks_exact_mut((h + 2 * p) * pw)).take(c)
     {
-        let (b, rq) = (bias(o), requant(o));
-        for oy in 0..oh {
-            // The kernel rows that land inside the input (padding contributes zeros).
-            let y0 = (oy * stride) as isize - pad as isize;
-            let ky_lo = (-y0).max(0) as usize;
-            let ky_hi = ((h as isize - y0).min(k as isize)).max(0) as usize;
-            for ox in 0..ow {
-                let x0 = (ox * stride) as isize - pad as isize;
-                let kx_lo = (-x0).max(0) as usize;
-                let kx_hi = ((w as isize - x0).min(k as isize)).max(0) as usize;
-                let mut acc = b;
-                for ci in 0..c_in {
-                    let in_plane = &input[ci * plane..(ci + 1) * plane];
-                    let kern = &kernel[ci * k * k..(ci + 1) * k * k];
-                    for ky in ky_lo..ky_hi {
-                        let row = (y0 + ky as isize) as usize * w;
-                        let x_start = (x0 + kx_lo as isize) as usize;
-                        let pixels = &in_plane[row + x_start..row + x_start + (kx_hi - kx_lo)];
-                        let taps = &kern[ky * k + kx_lo..ky * k + kx_hi];
-                        for (&p, &t) in pixels.iter().zip(taps) {
-                            acc = acc.wrapping_add(i32::from(p) * i32::from(t as i8));
+        for (row_in, row_out) in plane_in.chunks_exact(w).zip(plane_out.chunks_exact_mut(pw).skip(p)) {
+            row_out[p..p + w].copy_from_slice(row_in);
+        }
+    }
+}
+
+/// A convolution without padding over an input every window fits in.
+struct Valid {
+    channels: usize,
+    height: usize,
+    width: usize,
+    stride: usize,
+}
+
+impl Valid {
+    /// `K` is the kernel size when known at compile time, 0 to use `k`.
+    #[inline(always)]
+    fn convolve<const K: usize>(
+        &self,
+        k: usize,
+        input: &[u8],
+        weights: &[u8],
+        bias: impl Fn(usize) -> i32,
+        requant: impl Fn(usize) -> Requant,
+        output: &mut [u8],
+    ) {
+        let k = if K == 0 { k } else { K };
+        let (w, plane) = (self.width, self.height * self.width);
+        let (oh, ow) = ((self.height - k) / self.stride + 1, (self.width - k) / self.stride + 1);
+        for (o, (out_plane, kernel)) in
+            output.chunks_exact_mut(oh * ow).zip(weights.chunks_exact(self.channels * k * k)).enumerate()
+        {
+            let (b, rq) = (bias(o), requant(o));
+            for (oy, out_row) in out_plane.chunks_exact_mut(ow).enumerate() {
+                for (ox, out) in out_row.iter_mut().enumerate() {
+                    let corner = oy * self.stride * w + ox * self.stride;
+                    let mut acc = b;
+                    for (in_plane, taps) in input.chunks_exact(plane).zip(kernel.chunks_exact(k * k)) {
+                        for ky in 0..k {
+                            let row = &in_plane[corner + ky * w..][..k];
+                            let t = &taps[ky * k..][..k];
+                            for kx in 0..k {
+                                acc = acc.wrapping_add(i32::from(row[kx]) * i32::from(t[kx] as i8));
+                            }
                         }
                     }
+                    *out = rq.apply_relu_u8(acc);
                 }
-                out_plane[oy * ow + ox] = rq.apply_relu_u8(acc);
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -174,7 +235,9 @@ mod tests {
 
     #[test]
     fn matches_the_direct_definition_with_stride_and_padding() {
-        for (stride, padding, kernel) in [(1, 1, 3), (2, 1, 3), (2, 0, 2), (1, 0, 1), (3, 2, 5)] {
+        for (stride, padding, kernel) in
+            [(1, 1, 3), (2, 1, 3), (2, 0, 2), (1, 0, 1), (3, 2, 5), (4, 1, 6), (1, 0, 3)]
+        {
             let o = Conv2dOptions {
                 in_channels: 3,
                 out_channels: 4,
@@ -190,7 +253,8 @@ mod tests {
             let rq: std::vec::Vec<Requant> =
                 [0.01, 0.002, 0.05, 0.3].iter().map(|&s| Requant::from_scale(s)).collect();
             let mut out = std::vec![0u8; o.output_len()];
-            conv2d_relu(&o, &input, &weights, |c| bias[c], |c| rq[c], &mut out).unwrap();
+            let mut padded = std::vec![0xAAu8; o.padded_len()];
+            conv2d_relu(&o, &input, &weights, |c| bias[c], |c| rq[c], &mut out, &mut padded).unwrap();
             assert_eq!(
                 out,
                 reference(&o, &input, &weights, &bias, &rq),
@@ -213,13 +277,19 @@ mod tests {
         let rq = Requant::from_scale(1.0);
         let mut out = [0u8; 4];
         assert!(matches!(
-            conv2d_relu(&o, &[0; 15], &[0; 9], |_| 0, |_| rq, &mut out),
+            conv2d_relu(&o, &[0; 15], &[0; 9], |_| 0, |_| rq, &mut out, &mut []),
             Err(Error::Length { buffer: "input", .. })
         ));
         let bad = Conv2dOptions { kernel: 9, ..o };
         assert!(matches!(
-            conv2d_relu(&bad, &[0; 16], &[0; 81], |_| 0, |_| rq, &mut out),
+            conv2d_relu(&bad, &[0; 16], &[0; 81], |_| 0, |_| rq, &mut out, &mut []),
             Err(Error::Options(_))
+        ));
+        let padded = Conv2dOptions { padding: 1, ..o };
+        let mut out = [0u8; 16];
+        assert!(matches!(
+            conv2d_relu(&padded, &[0; 16], &[0; 9], |_| 0, |_| rq, &mut out, &mut [0; 35]),
+            Err(Error::Length { buffer: "padded", expected: 36, found: 35 })
         ));
     }
 }
