@@ -142,7 +142,9 @@ impl Engine {
     /// [`InferenceError`] when tract or the integer model fails (not expected for valid
     /// images: every [`Image`] has the model's shape).
     pub fn classify(&self, images: &[Image]) -> Result<Vec<Prediction>, InferenceError> {
-        let threads = self.options.threads.min(images.len()).max(1);
+        // A thread per `batch` images at most: splitting a small call costs more in thread
+        // start-up than it saves.
+        let threads = self.options.threads.min(images.len().div_ceil(self.options.batch)).max(1);
         if threads == 1 {
             return self.classify_on_this_thread(images);
         }
