@@ -4,15 +4,17 @@
 //! size differs, and feed `pixel / 255` to the model. Calling the same `image` functions
 //! keeps the conversion identical to the one the model was trained and tested with.
 //!
-//! DICOM (detected by its `DICM` preamble marker): the first frame, with the modality LUT
-//! (rescale slope and intercept) and the first VOI LUT or window from the file applied
-//! (min-max normalisation when the file has none), MONOCHROME1 inverted so that bright is
-//! dense as in every other format, narrowed to 8 bits, then the same luma and resize steps.
+//! DICOM (detected by its `DICM` preamble marker; see `preprocess/dicom.rs`): the first frame,
+//! with the modality LUT (rescale slope and intercept) and the first VOI LUT or window from
+//! the file applied (min-max normalisation when the file has none), MONOCHROME1 inverted so
+//! that bright is dense as in every other format, narrowed to 8 bits, then the same luma and
+//! resize steps.
 
-use dicom_pixeldata::{BitDepthOption, ConvertOptions, PixelDecoder};
 use image::{DynamicImage, ImageReader};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+
+mod dicom;
 
 /// Side of the model's square input.
 pub const SIDE: usize = 64;
@@ -83,6 +85,14 @@ pub enum InputError {
         /// dicom-rs's reason.
         reason: String,
     },
+    /// A decoder panicked on the file (a decoder bug, caught so the rest still runs).
+    #[error("{path}: the decoder failed on this file: {reason}")]
+    DecoderPanic {
+        /// The file.
+        path: PathBuf,
+        /// The panic's message.
+        reason: String,
+    },
 }
 
 impl InputError {
@@ -93,7 +103,8 @@ impl InputError {
             | Self::Empty { path }
             | Self::NoPixels { path }
             | Self::Decode { path, .. }
-            | Self::Dicom { path, .. } => path,
+            | Self::Dicom { path, .. }
+            | Self::DecoderPanic { path, .. } => path,
         }
     }
 }
@@ -115,35 +126,30 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Image, InputError> {
     if bytes.is_empty() {
         return Err(InputError::Empty { path: path.to_path_buf() });
     }
-    let decoded = if is_dicom(bytes) {
-        decode_dicom(bytes).map_err(|reason| InputError::Dicom { path: path.to_path_buf(), reason })?
-    } else {
-        decode_image(bytes).map_err(|source| InputError::Decode { path: path.to_path_buf(), source })?
-    };
+    // The decoders are third-party parsers of untrusted bytes: a panic in one (dicom-rs has
+    // asserts on header values; `dicom` checks the ones fuzzing found) becomes this file's
+    // error instead of ending the batch or the drop-folder service.
+    let decoded = std::panic::catch_unwind(|| {
+        if dicom::is_dicom(bytes) {
+            dicom::decode(bytes).map_err(|reason| InputError::Dicom { path: path.to_path_buf(), reason })
+        } else {
+            decode_image(bytes).map_err(|source| InputError::Decode { path: path.to_path_buf(), source })
+        }
+    })
+    .map_err(|panic| InputError::DecoderPanic {
+        path: path.to_path_buf(),
+        reason: panic_message(&*panic),
+    })??;
     if decoded.width() == 0 || decoded.height() == 0 {
         return Err(InputError::NoPixels { path: path.to_path_buf() });
     }
     Ok(to_model_input(&decoded))
 }
 
-/// A DICOM Part 10 file: 128-byte preamble, then `DICM`.
-fn is_dicom(bytes: &[u8]) -> bool {
-    bytes.get(128..132) == Some(b"DICM")
-}
-
 fn decode_image(bytes: &[u8]) -> Result<DynamicImage, image::ImageError> {
     // `ImageReader` applies `image`'s default limits (512 MiB per allocation), so a header that
     // claims a huge size is an error rather than an out-of-memory abort.
     ImageReader::new(Cursor::new(bytes)).with_guessed_format()?.decode()
-}
-
-fn decode_dicom(bytes: &[u8]) -> Result<DynamicImage, String> {
-    // `from_reader` expects the stream positioned at the `DICM` marker.
-    let object = dicom_object::from_reader(&bytes[128..]).map_err(|e| e.to_string())?;
-    let pixels = object.decode_pixel_data().map_err(|e| e.to_string())?;
-    // Default modality and VOI LUT options: rescale, then the file's window (or min-max).
-    let options = ConvertOptions::new().with_bit_depth(BitDepthOption::Force8Bit);
-    pixels.to_dynamic_image_with_options(0, &options).map_err(|e| e.to_string())
 }
 
 /// Exactly `trainer::data::decode_gray64` after decoding; `decoded` has at least one pixel.
@@ -159,4 +165,12 @@ fn to_model_input(decoded: &DynamicImage) -> Image {
     // Both hold side x side pixels: `resize` returns exactly the size it was asked for.
     pixels.copy_from_slice(resized.as_raw());
     Image(pixels)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic without a message".into())
 }

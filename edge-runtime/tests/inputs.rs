@@ -203,3 +203,33 @@ fn dicom_16_bit_ct_applies_rescale_and_window() {
     assert!(max_difference(&decoded, &expected) <= 1, "{}", max_difference(&decoded, &expected));
     assert_eq!(class_of(&decoded), class_of(&original));
 }
+
+/// Damaged DICOM headers that dicom-rs alone turns into a crash: a length field far beyond
+/// the end of the file (it would allocate it: 2.9 GB for an 8 KB file) and BitsStored 0 (it
+/// asserts). Both must be ordinary errors that name the problem.
+#[test]
+fn damaged_dicom_headers_are_errors_not_crashes() {
+    let dir = scratch("dicom-damaged");
+    let (_, original) = first_image();
+    let mut huge = dicom_bytes(&original, Photometric::Mono2);
+    // Pixel Data (7FE0,0010), VR OB, 2 reserved bytes, then the 32-bit length.
+    let header = [0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
+    let at = huge.windows(8).position(|w| w == header).expect("pixel data header") + 8;
+    huge[at..at + 4].copy_from_slice(&0xB000_0000u32.to_le_bytes());
+    let path = dir.join("huge-length.dcm");
+    std::fs::write(&path, &huge).expect("write");
+    assert_fails(
+        &path,
+        |e| matches!(e, InputError::Dicom { reason, .. } if reason.contains("(7FE0,0010) declares")),
+    );
+
+    let mut o = image_object(64, "MONOCHROME2", 8);
+    o.put(DataElement::new(Tag(0x0028, 0x0101), VR::US, PrimitiveValue::from(0u16)));
+    o.put(DataElement::new(Tag(0x7FE0, 0x0010), VR::OB, PrimitiveValue::from(original.pixels().to_vec())));
+    let path = dir.join("no-bits-stored.dcm");
+    std::fs::write(&path, dicom_file(o)).expect("write");
+    assert_fails(
+        &path,
+        |e| matches!(e, InputError::Dicom { reason, .. } if reason.contains("0 bits stored")),
+    );
+}
