@@ -179,7 +179,9 @@ fn report(error: &InputError) {
     eprintln!("edge-runtime: {error}");
 }
 
-/// Files under `path`, sorted within each folder so output order is reproducible.
+/// Files under `path`, sorted within each folder so output order is reproducible. Symbolic
+/// links to folders inside a folder are not followed (as `find` and ripgrep do by default): a
+/// link back up the tree would otherwise list the same files again until the path is too long.
 fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if !path.is_dir() {
         // Missing files are reported by the decoder with the path, like any unreadable file.
@@ -191,7 +193,8 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     entries.sort();
     for entry in entries {
         let hidden = entry.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if !hidden {
+        let linked_folder = entry.is_symlink() && entry.is_dir();
+        if !hidden && !linked_folder {
             collect(&entry, files)?;
         }
     }

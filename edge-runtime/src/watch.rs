@@ -10,7 +10,8 @@
 //! a crash leaves either the old or the new journal, never a torn one. Each scan classifies
 //! every complete file, saves the journal, then moves or copies them, then saves the journal
 //! again: a crash between the two saves only repeats the (idempotent) delivery, never the
-//! classification, and never loses a file.
+//! classification, and never loses a file. Entries of finished files that have left the
+//! folder are dropped, so the journal stays as large as the folder, not its history.
 //!
 //! Hidden entries (names starting with `.`) are ignored, as are destination folders inside the
 //! watched one. Files that fail to decode are reported and journaled, and stay where they are.
@@ -140,6 +141,12 @@ impl Watcher {
             }
         }
         ready.sort();
+        // Forget finished files that are no longer in the folder (moved to their class folder,
+        // or removed), so the journal stays the size of the folder, not of its history.
+        let before = self.journal.len();
+        let dir = &self.dir;
+        self.journal.retain(|key, entry| !entry.delivered || seen.contains_key(&dir.join(key)));
+        let pruned = self.journal.len() != before;
         self.last_seen = seen;
 
         let mut events = Vec::new();
@@ -151,6 +158,8 @@ impl Watcher {
                     images.push(image);
                     decoded.push((path, key, stamp));
                 }
+                // Removed or renamed since the listing: a later scan sees it where it went.
+                Err(InputError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => {
                     self.journal.insert(key, Entry { stamp, class: None, delivered: true });
                     events.push(Event::Failed(error));
@@ -163,7 +172,7 @@ impl Watcher {
             self.journal.insert(key, Entry { stamp, class, delivered: self.delivery == Delivery::Keep });
             events.push(Event::Classified { path, prediction });
         }
-        if !events.is_empty() {
+        if pruned || !events.is_empty() {
             self.save()?;
         }
         if self.deliver_pending()? {
@@ -214,7 +223,13 @@ impl Watcher {
     }
 
     fn list(&self, dir: &Path, out: &mut HashMap<PathBuf, Stamp>) -> Result<(), WatchError> {
-        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entries = match std::fs::read_dir(dir) {
+            // A sub-folder removed between its parent's listing and this one (scanners and
+            // export tools create and remove temporary folders): nothing left to classify.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != self.dir => return Ok(()),
+            entries => entries.map_err(io(dir))?,
+        };
+        for entry in entries {
             let entry = entry.map_err(io(dir))?;
             let path = entry.path();
             let hidden = entry.file_name().to_string_lossy().starts_with('.');

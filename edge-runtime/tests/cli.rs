@@ -54,3 +54,29 @@ fn a_bad_model_directory_exits_2_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("model-card.json"));
 }
+
+#[test]
+fn folder_links_are_not_followed_and_a_closed_pipe_is_not_an_error() {
+    let dir = scratch("cli-links");
+    let (path, _, _) = sample(1).swap_remove(0);
+    std::fs::create_dir_all(dir.join("a")).expect("mkdir");
+    std::fs::copy(&path, dir.join("a/scan.jpeg")).expect("copy");
+    // A link back up the tree: followed, it would list scan.jpeg dozens of times.
+    std::os::unix::fs::symlink("..", dir.join("a/up")).expect("symlink");
+    let out = edge_runtime().args(["classify", "--csv"]).arg(&dir).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    // `edge-runtime classify ... | head -0`: the reader is gone before the first row.
+    let mut child = edge_runtime()
+        .args(["classify", "--csv"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -83,3 +83,25 @@ fn a_delivery_interrupted_by_a_crash_is_finished_without_classifying_again() {
     assert!(copied.exists());
     assert_eq!(files_under(&sorted).len(), 1);
 }
+
+#[test]
+fn the_journal_forgets_files_that_left_the_folder() {
+    let root = scratch("watch-journal");
+    let (drop, sorted) = (root.join("drop"), root.join("sorted"));
+    std::fs::create_dir_all(drop.join("sub")).expect("mkdir");
+    let (path, _, _) = sample(1).swap_remove(0);
+    std::fs::copy(&path, drop.join("sub/a.jpeg")).expect("copy");
+    let engine = engine(EngineKind::Float);
+    let mut watcher = Watcher::open(&drop, None, Delivery::MoveTo(sorted)).expect("open");
+    watcher.scan(engine).expect("scan");
+    assert_eq!(watcher.scan(engine).expect("scan").len(), 1);
+    let journal = drop.join(edge_runtime::watch::DEFAULT_JOURNAL);
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json")
+    };
+    assert!(read().get("sub/a.jpeg").is_some());
+    // The file was moved out and its sub-folder removed: its entry goes.
+    std::fs::remove_dir(drop.join("sub")).expect("rmdir");
+    assert!(watcher.scan(engine).expect("scan").is_empty());
+    assert_eq!(read(), serde_json::json!({}));
+}
