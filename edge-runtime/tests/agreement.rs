@@ -8,7 +8,8 @@ fn card() -> serde_json::Value {
 
 #[test]
 fn batching_and_threads_do_not_change_answers() {
-    let images: Vec<Image> = sample(20).into_iter().map(|(_, _, i)| i).collect();
+    // 240 images: enough for three workers of `IMAGES_PER_THREAD`.
+    let images: Vec<Image> = sample(40).into_iter().map(|(_, _, i)| i).collect();
     for kind in [EngineKind::Float, EngineKind::Fixed] {
         let reference = engine(kind).classify(&images).expect("classify");
         for (threads, batch) in [(1, 1), (1, 7), (2, 64), (3, 5)] {
