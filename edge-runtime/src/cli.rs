@@ -116,8 +116,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 (None, Some(d)) => Delivery::CopyTo(d),
                 (None, None) => Delivery::Keep,
             };
-            let interval =
-                Duration::try_from_secs_f64(interval).context("--interval must be a positive number")?;
+            // Zero would make "unchanged for one interval" true between two writes of a file
+            // still being copied in.
+            let interval = Duration::try_from_secs_f64(interval)
+                .ok()
+                .filter(|i| !i.is_zero())
+                .context("--interval must be a positive number of seconds")?;
             let mut watcher = Watcher::open(&dir, journal, delivery)?;
             out.header()?;
             loop {

@@ -48,6 +48,14 @@ fn classify_reports_every_file_and_fails_when_one_is_bad() {
 }
 
 #[test]
+fn watch_refuses_a_zero_interval() {
+    let dir = scratch("cli-watch-interval");
+    let out = edge_runtime().arg("watch").arg(&dir).args(["--interval", "0"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--interval"));
+}
+
+#[test]
 fn a_bad_model_directory_exits_2_with_the_reason() {
     let dir = scratch("cli-no-model");
     let out = edge_runtime().arg("--model").arg(&dir).args(["classify", "x.png"]).output().expect("run");
