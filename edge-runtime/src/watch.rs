@@ -103,6 +103,9 @@ pub struct Watcher {
     delivery: Delivery,
     journal: BTreeMap<String, Entry>,
     last_seen: HashMap<PathBuf, Stamp>,
+    /// Journal key -> path of the files in the latest scan. Keys are UTF-8 (JSON), so a name
+    /// that is not cannot be rebuilt from its key.
+    paths: HashMap<String, PathBuf>,
 }
 
 impl Watcher {
@@ -120,7 +123,14 @@ impl Watcher {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(WatchError::Io { path: journal_path, source }),
         };
-        Ok(Self { dir: dir.to_path_buf(), journal_path, delivery, journal, last_seen: HashMap::new() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            journal_path,
+            delivery,
+            journal,
+            last_seen: HashMap::new(),
+            paths: HashMap::new(),
+        })
     }
 
     /// One scan: finishes deliveries a previous run left undone, then classifies and delivers
@@ -144,8 +154,9 @@ impl Watcher {
         // Forget finished files that are no longer in the folder (moved to their class folder,
         // or removed), so the journal stays the size of the folder, not of its history.
         let before = self.journal.len();
-        let dir = &self.dir;
-        self.journal.retain(|key, entry| !entry.delivered || seen.contains_key(&dir.join(key)));
+        self.paths = seen.keys().map(|path| (self.key(path), path.clone())).collect();
+        let paths = &self.paths;
+        self.journal.retain(|key, entry| !entry.delivered || paths.contains_key(key));
         let pruned = self.journal.len() != before;
         self.last_seen = seen;
 
@@ -191,7 +202,7 @@ impl Watcher {
         let mut any = false;
         for (key, entry) in self.journal.iter_mut().filter(|(_, e)| !e.delivered) {
             let Some(class) = &entry.class else { continue };
-            let source = self.dir.join(key);
+            let source = self.paths.get(key).cloned().unwrap_or_else(|| self.dir.join(key));
             let folder = root.join(class);
             std::fs::create_dir_all(&folder).map_err(io(&folder))?;
             let name = source.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(key.as_str()));

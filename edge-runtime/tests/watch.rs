@@ -105,3 +105,21 @@ fn the_journal_forgets_files_that_left_the_folder() {
     assert!(watcher.scan(engine).expect("scan").is_empty());
     assert_eq!(read(), serde_json::json!({}));
 }
+
+/// Linux file names are bytes: one that is not UTF-8 (a journal key cannot hold it exactly)
+/// is still classified once and moved.
+#[test]
+fn a_file_name_that_is_not_utf8_is_handled_once() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = scratch("watch-bytes");
+    let (drop, sorted) = (root.join("drop"), root.join("sorted"));
+    std::fs::create_dir_all(&drop).expect("mkdir");
+    let (path, class, _) = sample(1).swap_remove(0);
+    let name = std::ffi::OsStr::from_bytes(b"scan-\xff.jpeg");
+    std::fs::copy(&path, drop.join(name)).expect("copy");
+    let engine = engine(EngineKind::Float);
+    let mut watcher = Watcher::open(&drop, None, Delivery::MoveTo(sorted.clone())).expect("open");
+    let events: usize = (0..5).map(|_| watcher.scan(engine).expect("scan").len()).sum();
+    assert_eq!(events, 1);
+    assert!(sorted.join(shared::model::CLASS_NAMES[class]).join(name).exists());
+}
