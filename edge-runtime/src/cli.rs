@@ -156,8 +156,8 @@ fn classify(engine: &Engine, paths: &[PathBuf], out: &mut Output) -> anyhow::Res
         let started = Instant::now();
         let mut images = Vec::with_capacity(chunk.len());
         let mut names = Vec::with_capacity(chunk.len());
-        for path in chunk {
-            match preprocess::load(path) {
+        for (path, loaded) in chunk.iter().zip(preprocess::load_all(chunk, engine.options().threads)) {
+            match loaded {
                 Ok(image) => {
                     images.push(image);
                     names.push(path);

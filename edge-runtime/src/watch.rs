@@ -163,8 +163,10 @@ impl Watcher {
         let mut events = Vec::new();
         let mut images = Vec::new();
         let mut decoded = Vec::new();
-        for (path, key, stamp) in ready {
-            match preprocess::load(&path) {
+        let paths: Vec<&Path> = ready.iter().map(|(path, _, _)| path.as_path()).collect();
+        let loaded = preprocess::load_all(&paths, engine.options().threads);
+        for ((path, key, stamp), loaded) in ready.into_iter().zip(loaded) {
+            match loaded {
                 Ok(image) => {
                     images.push(image);
                     decoded.push((path, key, stamp));

@@ -233,3 +233,28 @@ fn damaged_dicom_headers_are_errors_not_crashes() {
         |e| matches!(e, InputError::Dicom { reason, .. } if reason.contains("0 bits stored")),
     );
 }
+
+#[test]
+fn load_all_keeps_order_and_errors_across_threads() {
+    let dir = scratch("load-all");
+    let good: Vec<PathBuf> = sample(30).into_iter().map(|(p, _, _)| p).collect();
+    let bad = dir.join("bad.png");
+    std::fs::write(&bad, b"not a png").expect("write");
+    // 180 good files with a bad one after every tenth: three decoding threads.
+    let mut paths = Vec::new();
+    for (i, path) in good.iter().enumerate() {
+        paths.push(path.clone());
+        if i % 10 == 9 {
+            paths.push(bad.clone());
+        }
+    }
+    let loaded = preprocess::load_all(&paths, 3);
+    assert_eq!(loaded.len(), paths.len());
+    for (path, result) in paths.iter().zip(&loaded) {
+        match result {
+            Ok(image) => assert_eq!(image, &preprocess::load(path).expect("good")),
+            Err(e) => assert_eq!(e.path(), bad),
+        }
+    }
+    assert_eq!(loaded.iter().filter(|r| r.is_err()).count(), 18);
+}
