@@ -1,5 +1,6 @@
 //! The same images give the same answers everywhere: the trainer's burn model, the `shared`
-//! float path the edge runtime uses, and the integer path the firmware runs.
+//! float path, the edge runtime (tract, both engines), and the integer path the firmware runs
+//! (the firmware itself is compared with it bit for bit under QEMU: `cargo xtask firmware`).
 //!
 //! Real test-split images from `../shared/data` (beside the workspace) and the committed model
 //! in `models/`; a missing data set fails the tests.
@@ -94,4 +95,35 @@ fn integer_path_agrees_with_the_trained_model() {
         100.0 * agreement,
         indices.len()
     );
+}
+
+#[test]
+fn edge_runtime_reproduces_the_trainer_and_the_integer_model() {
+    use edge_runtime::{Engine, EngineKind, Image, Options};
+    let (model, images, indices) = setup();
+    let inputs: Vec<Image> =
+        indices.iter().map(|&i| Image::from_pixels(images.image(i).to_vec()).expect("64x64")).collect();
+    let models = workspace().join("models");
+
+    let float = Engine::load(&models, &Options::default()).expect("float engine");
+    let want = training::predict_probabilities(&model, &images, &indices, &Device::flex());
+    let got = float.classify(&inputs).expect("float inference");
+    let worst = got
+        .iter()
+        .zip(want.chunks_exact(CLASSES))
+        .flat_map(|(p, w)| p.probabilities.iter().zip(w).map(|(a, b)| (a - b).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "edge runtime probabilities differ from the trainer's by {worst}");
+
+    let fixed = Engine::load(&models, &Options { kind: EngineKind::Fixed, ..Options::default() })
+        .expect("fixed engine");
+    let head =
+        QuantumHead::decode_from_bytes(&read_model_file(export::QUANTUM_HEAD_FILE)).expect("quantum head");
+    let cnn_bytes = read_model_file(export::INT_CNN_FILE);
+    let classifier = FixedClassifier::new(IntCnn::decode_from_bytes(&cnn_bytes).expect("int8 CNN"), head);
+    let mut scratch = vec![0u8; classifier.scratch_len()];
+    for (prediction, input) in fixed.classify(&inputs).expect("fixed inference").iter().zip(&inputs) {
+        let direct = classifier.classify(input.pixels(), &mut scratch).expect("64x64");
+        assert_eq!(prediction.class, usize::from(direct.class), "--engine fixed is the firmware's code");
+    }
 }
