@@ -9,12 +9,15 @@
 //! - [`image_chunks`] / [`ImageAssembler`]: an image split on the host, reassembled on the
 //!   device;
 //! - [`Responder`]: the device side, board-independent (the firmware runs it; host tests run
-//!   it in memory).
+//!   it in memory);
+//! - [`HostLink`] (`std`): the host side over any byte stream.
 //!
 //! Nothing here allocates (except `encode_to_vec`, with `alloc`) or panics on any input.
 
 mod error;
 pub mod frame;
+#[cfg(feature = "std")]
+mod host;
 mod image;
 mod message;
 mod responder;
@@ -25,6 +28,8 @@ pub use frame::encode_to_vec;
 pub use frame::{
     decode_from_bytes, encode_to_slice, Feed, FrameDecoder, MAX_DEVICE_FRAME_LEN, MAX_FRAME_LEN,
 };
+#[cfg(feature = "std")]
+pub use host::{HostLink, LinkError};
 pub use image::{image_chunks, ImageAssembler};
 pub use message::{
     Classification, DeviceHello, DeviceToHost, HostToDevice, ModelHash, CHUNK_LEN, MAX_DEVICE_MESSAGE_LEN,
