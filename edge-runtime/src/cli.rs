@@ -2,10 +2,12 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use edge_runtime::stream::{Link, LinkOptions};
 use edge_runtime::watch::{Delivery, Event, Watcher};
 use edge_runtime::{preprocess, Engine, EngineKind, InputError, Options, Prediction};
 use shared::model::CLASS_NAMES;
-use std::io::Write;
+use shared::proto::Classification;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -62,6 +64,26 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
     },
+    /// Send files and folders to a device running the firmware over a serial port and print
+    /// its answers (the device classifies; `--engine` does not apply). Exits 1 if any file
+    /// failed or, with `--verify`, any answer differs from the host's.
+    Stream {
+        /// The device's serial port: /dev/ttyACM0 (a Pico over USB), /dev/ttyUSB0, COM3, a pty.
+        #[arg(long)]
+        port: String,
+        /// Line rate of a UART (USB CDC ignores it).
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// Seconds to wait for the device's answer to one image.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Check every answer against the host's integer model (`--engine fixed`), bit for bit.
+        #[arg(long)]
+        verify: bool,
+        /// Image files (PNG, JPEG, BMP, TIFF, DICOM) or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,9 +110,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let defaults = Options::default();
     let options = Options {
-        kind: match args.engine {
-            Kind::Float => EngineKind::Float,
-            Kind::Fixed => EngineKind::Fixed,
+        kind: match (args.engine, &args.command) {
+            // The device classifies; the host's integer model gives the handshake's model
+            // hash and, with `--verify`, the expected answers.
+            (_, Command::Stream { .. }) | (Kind::Fixed, _) => EngineKind::Fixed,
+            (Kind::Float, _) => EngineKind::Float,
         },
         threads: args.threads.unwrap_or(defaults.threads),
         ..defaults
@@ -130,17 +154,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let each = started.elapsed() / (events.len().max(1) as u32);
                 for event in events {
                     match event {
-                        Event::Classified { path, prediction } => out.row(&path, &prediction, each)?,
+                        Event::Classified { path, prediction } => out.row(&path, &prediction, each, None)?,
                         Event::Failed(error) => report(&error),
                     }
                 }
                 std::thread::sleep(interval);
             }
         }
+        Command::Stream { port, baud, timeout, verify, paths } => {
+            let timeout = Duration::try_from_secs_f64(timeout)
+                .ok()
+                .filter(|t| !t.is_zero())
+                .context("--timeout must be a positive number of seconds")?;
+            stream(&engine, LinkOptions { port, baud, timeout }, verify, &paths, &mut out)
+        }
     }
 }
 
-fn classify(engine: &Engine, paths: &[PathBuf], out: &mut Output) -> anyhow::Result<ExitCode> {
+/// Every file under `paths`, and how many paths could not be listed (reported).
+fn collect_all(paths: &[PathBuf]) -> (Vec<PathBuf>, usize) {
     let mut files = Vec::new();
     let mut failed = 0usize;
     for path in paths {
@@ -149,6 +181,11 @@ fn classify(engine: &Engine, paths: &[PathBuf], out: &mut Output) -> anyhow::Res
             failed += 1;
         }
     }
+    (files, failed)
+}
+
+fn classify(engine: &Engine, paths: &[PathBuf], out: &mut Output) -> anyhow::Result<ExitCode> {
+    let (files, mut failed) = collect_all(paths);
     out.header()?;
     // Chunks bound memory on a Pi with a folder of thousands of files and let rows appear
     // while the rest still runs.
@@ -173,10 +210,96 @@ fn classify(engine: &Engine, paths: &[PathBuf], out: &mut Output) -> anyhow::Res
         // has no other meaning.
         let each = started.elapsed() / (chunk.len().max(1) as u32);
         for (path, prediction) in names.iter().zip(&predictions) {
-            out.row(path, prediction, each)?;
+            out.row(path, prediction, each, None)?;
         }
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `stream`: one image at a time to the device (the protocol has one in flight), decoding
+/// ahead in chunks on the engine's threads.
+fn stream(
+    engine: &Engine,
+    options: LinkOptions,
+    verify: bool,
+    paths: &[PathBuf],
+    out: &mut Output,
+) -> anyhow::Result<ExitCode> {
+    let (files, mut failed) = collect_all(paths);
+    let (port, baud) = (options.port.clone(), options.baud);
+    let mut link = Link::connect(options, engine.model_hash())?;
+    eprintln!(
+        "edge-runtime: {port}: device speaks protocol {}, runs model {} (the host's)",
+        link.hello().protocol_version,
+        link.hello().model_hash
+    );
+    out.stream = true;
+    out.header()?;
+    let progress = indicatif::ProgressBar::new(files.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if !std::io::stderr().is_terminal() {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let say = |line: String| progress.suspend(|| eprintln!("edge-runtime: {line}"));
+    let started = Instant::now();
+    let (mut streamed, mut device_us, mut differ) = (0usize, 0u64, 0usize);
+    for chunk in files.chunks(256) {
+        for (path, loaded) in chunk.iter().zip(preprocess::load_all(chunk, engine.options().threads)) {
+            progress.inc(1);
+            let image = match loaded {
+                Ok(image) => image,
+                Err(error) => {
+                    say(error.to_string());
+                    failed += 1;
+                    continue;
+                }
+            };
+            let answer = link
+                .classify(&image, |r| say(format!("{}: {}; {}", path.display(), r.problem, r.action)))
+                .with_context(|| format!("stopped at {} after {streamed} images", path.display()))?;
+            if verify {
+                let host = engine.classify_integer(std::slice::from_ref(&image))?;
+                let device = &answer.classification;
+                if let Some(host) =
+                    host.first().filter(|h| (h.class, h.logits) != (device.class, device.logits))
+                {
+                    say(format!(
+                        "{}: the device answered class {} logits {:?}, the host's integer model class {} logits {:?}",
+                        path.display(),
+                        device.class,
+                        device.logits,
+                        host.class,
+                        host.logits
+                    ));
+                    differ += 1;
+                }
+            }
+            progress.suspend(|| {
+                out.row(path, &answer.prediction, answer.round_trip, Some(&answer.classification))
+            })?;
+            streamed += 1;
+            device_us += u64::from(answer.classification.elapsed_us);
+        }
+    }
+    progress.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    let to_device = link.bytes_sent() as f64 / seconds;
+    // 8N1: ten bits on the line per byte.
+    let raw = f64::from(baud) / 10.0;
+    let share = if to_device <= raw {
+        format!("{:.0} % of a {baud}-baud UART's {raw:.0} B/s", 100.0 * to_device / raw)
+    } else {
+        format!("more than a {baud}-baud UART carries ({raw:.0} B/s): USB CDC or a pty")
+    };
+    eprintln!(
+        "edge-runtime: {streamed} images in {seconds:.1} s: {:.1} images/s; {to_device:.0} B/s to the device, {share}; the device's own time {:.1} ms/image{}",
+        streamed as f64 / seconds,
+        device_us as f64 / streamed.max(1) as f64 / 1e3,
+        if verify { format!("; {differ} answers differ from the host's integer model") } else { String::new() },
+    );
+    Ok(if failed == 0 && differ == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn report(error: &InputError) {
@@ -207,18 +330,23 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 struct Output {
     format: Format,
+    /// Rows carry the device's own time (`stream`).
+    stream: bool,
     out: std::io::BufWriter<std::io::Stdout>,
 }
 
 impl Output {
     fn new(format: Format) -> Self {
-        Self { format, out: std::io::BufWriter::new(std::io::stdout()) }
+        Self { format, stream: false, out: std::io::BufWriter::new(std::io::stdout()) }
     }
 
     fn header(&mut self) -> std::io::Result<()> {
         match self.format {
             Format::Json => Ok(()),
-            Format::Csv => writeln!(self.out, "file,class,{},ms", CLASS_NAMES.join(",")),
+            Format::Csv => {
+                let device = if self.stream { ",device_ms" } else { "" };
+                writeln!(self.out, "file,class,{},ms{device}", CLASS_NAMES.join(","))
+            }
             Format::Table => {
                 write!(self.out, "{:<10} {:>6}", "class", "p")?;
                 for name in CLASS_NAMES {
@@ -230,8 +358,17 @@ impl Output {
         }
     }
 
-    fn row(&mut self, path: &Path, p: &Prediction, time: Duration) -> std::io::Result<()> {
+    /// One answer; `time` is the host's (inference, or the round trip to a device), `device`
+    /// the device's own answer when a device classified.
+    fn row(
+        &mut self,
+        path: &Path,
+        p: &Prediction,
+        time: Duration,
+        device: Option<&Classification>,
+    ) -> std::io::Result<()> {
         let ms = time.as_secs_f64() * 1e3;
+        let device_ms = device.map(|d| f64::from(d.elapsed_us) / 1e3);
         let file = path.display();
         match self.format {
             Format::Json => {
@@ -240,23 +377,30 @@ impl Output {
                     .zip(p.probabilities)
                     .map(|(n, v)| (n.to_string(), f64::from(v).into()))
                     .collect();
-                let row = serde_json::json!({
+                let mut row = serde_json::json!({
                     "file": path.to_string_lossy(),
                     "class": p.class_name(),
                     "probabilities": probabilities,
                     "ms": ms,
                 });
+                if let Some(d) = device {
+                    row["device"] = serde_json::json!({ "logits": d.logits, "ms": device_ms });
+                }
                 writeln!(self.out, "{row}")?;
             }
             Format::Csv => {
                 let probabilities: Vec<String> = p.probabilities.iter().map(|v| format!("{v:.6}")).collect();
-                writeln!(
+                write!(
                     self.out,
                     "{},{},{},{ms:.4}",
                     csv_field(&path.to_string_lossy()),
                     p.class_name(),
                     probabilities.join(",")
                 )?;
+                match device_ms {
+                    Some(d) => writeln!(self.out, ",{d:.3}")?,
+                    None => writeln!(self.out)?,
+                }
             }
             Format::Table => {
                 write!(self.out, "{:<10} {:>6.4}", p.class_name(), p.probabilities[p.class])?;

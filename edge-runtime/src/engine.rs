@@ -3,7 +3,10 @@
 
 use crate::artifacts::{self, LoadError, ModelDir};
 use crate::preprocess::{Image, PIXELS, SIDE};
-use shared::model::{FixedClassifier, IntCnn, QuantumHead, CLASSES, CLASS_NAMES, HEAD_FRAC_BITS};
+use shared::model::{
+    FixedClassifier, FixedPrediction, IntCnn, QuantumHead, CLASSES, CLASS_NAMES, HEAD_FRAC_BITS,
+};
+use shared::proto::ModelHash;
 use shared::quantum::{Unitary, WIRES};
 use std::path::Path;
 use tract_onnx::prelude::*;
@@ -71,6 +74,16 @@ impl Prediction {
         CLASS_NAMES[self.class]
     }
 
+    /// The prediction for the integer model's answer (on the host, or a device's over the
+    /// serial link): the softmax of its fixed-point logits, and its own integer argmax.
+    pub fn from_fixed(class: u8, logits: [i32; CLASSES]) -> Self {
+        let scale = (1u32 << HEAD_FRAC_BITS) as f32;
+        let mut prediction = Self::from_logits(logits.map(|l| l as f32 / scale));
+        // Keep the integer argmax even where two logits round to the same f32.
+        prediction.class = usize::from(class).min(CLASSES - 1);
+        prediction
+    }
+
     fn from_logits(logits: [f32; CLASSES]) -> Self {
         let class =
             logits.iter().enumerate().fold(0, |best, (i, &l)| if l > logits[best] { i } else { best });
@@ -108,6 +121,8 @@ pub struct Engine {
     /// The integer CNN's bytes: `IntCnn` borrows its weights from them, so the fixed path
     /// parses them (microseconds) per call instead of holding a self-referential struct.
     int_cnn: Vec<u8>,
+    /// Identifies the integer model to a device (the serial handshake).
+    model_hash: ModelHash,
 }
 
 impl std::fmt::Debug for Engine {
@@ -151,7 +166,13 @@ impl Engine {
             }
             EngineKind::Fixed => None,
         };
-        Ok(Self { options, plans, unitary: head.unitary(), head, int_cnn })
+        let model_hash = ModelHash::of_artifacts(&int_cnn, &head_bytes);
+        Ok(Self { options, plans, unitary: head.unitary(), head, int_cnn, model_hash })
+    }
+
+    /// The hash a device running this model's integer artifacts answers in its handshake.
+    pub fn model_hash(&self) -> ModelHash {
+        self.model_hash
     }
 
     /// The options the engine runs with.
@@ -202,22 +223,26 @@ impl Engine {
     }
 
     fn classify_fixed(&self, images: &[Image]) -> Result<Vec<Prediction>, InferenceError> {
+        Ok(self
+            .classify_integer(images)?
+            .iter()
+            .map(|fixed| Prediction::from_fixed(fixed.class, fixed.logits))
+            .collect())
+    }
+
+    /// The integer model's own answers (class, fixed-point logits, angles, `<Z_i>`), bit for
+    /// bit a device's, whatever the engine's kind; on this thread.
+    ///
+    /// # Errors
+    /// [`InferenceError`] when the integer model fails (not expected for valid images).
+    pub fn classify_integer(&self, images: &[Image]) -> Result<Vec<FixedPrediction>, InferenceError> {
         // Parsed and validated once at load; a failure here would mean the bytes changed.
         let cnn = IntCnn::decode_from_bytes(&self.int_cnn).map_err(InferenceError::Artifact)?;
         let classifier = FixedClassifier::new(cnn, self.head.clone());
         let mut scratch = vec![0; classifier.scratch_len()];
-        let scale = (1u32 << HEAD_FRAC_BITS) as f32;
         images
             .iter()
-            .map(|image| {
-                let fixed =
-                    classifier.classify(image.pixels(), &mut scratch).map_err(InferenceError::Fixed)?;
-                let mut prediction = Prediction::from_logits(fixed.logits.map(|l| l as f32 / scale));
-                // The device's answer is the integer argmax; keep it even where two logits
-                // round to the same f32.
-                prediction.class = usize::from(fixed.class);
-                Ok(prediction)
-            })
+            .map(|image| classifier.classify(image.pixels(), &mut scratch).map_err(InferenceError::Fixed))
             .collect()
     }
 }

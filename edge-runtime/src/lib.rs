@@ -13,11 +13,12 @@
 //!
 //! Modules: [`artifacts`] checks the model set against its card, [`engine`] runs it (the only
 //! module that touches tract), [`preprocess`] turns files into model input, [`watch`] is the
-//! drop-folder loop.
+//! drop-folder loop, [`stream`] sends images to a device running the firmware.
 
 pub mod artifacts;
 pub mod engine;
 pub mod preprocess;
+pub mod stream;
 pub mod watch;
 
 pub use artifacts::LoadError;

@@ -14,5 +14,10 @@ mod cli;
 mod inputs;
 /// Damaged, missing, unlisted and tampered model files are refused with the right error.
 mod model_files;
+/// `stream` against a device on a pseudo-terminal: answers, bad files, a device with
+/// another model, a silent or missing port. (The real firmware under QEMU: `cargo xtask
+/// firmware`.)
+#[cfg(unix)]
+mod stream;
 /// The drop folder: delivery, bad files, restarts.
 mod watch;

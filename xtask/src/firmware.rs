@@ -1,18 +1,18 @@
 //! `cargo xtask firmware`: builds the firmware (QEMU and Pico), prints its flash and RAM use,
-//! boots the QEMU build on `-machine mps2-an385` with its UART on a pty and streams real test
-//! images through it; every reply must equal `FixedClassifier::classify` on the host, bit for
-//! bit. A second boot interleaves garbage, truncated and CRC-damaged frames with the valid
-//! ones: every valid image still gets its right answer, and every damaged frame one error.
+//! and boots the QEMU build on `-machine mps2-an385` with its UART on a pty, four times:
+//!
+//! 1. `edge-runtime stream` sends real test images; every answer must equal
+//!    `FixedClassifier::classify` on the host, bit for bit;
+//! 2. garbage, truncated and CRC-damaged frames interleaved with the valid ones: every valid
+//!    image still gets its right answer, and every damaged piece one error reply;
+//! 3. `edge-runtime stream` while the device is reset, then unplugged (QEMU killed): it
+//!    recovers from the reset with every answer right, and stops with a clear error;
+//! 4. under an instruction-counting TCG plugin: instructions per image.
 
 use anyhow::{bail, ensure, Context, Result};
-use serialport::SerialPort;
-use shared::model::{FixedClassifier, IntCnn, QuantumHead, IMAGE_LEN};
-use shared::proto::{
-    encode_to_vec, image_chunks, DeviceToHost, Error as WireError, Feed, FrameDecoder, HostToDevice,
-    ModelHash, PROTOCOL_VERSION,
-};
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use shared::model::{FixedClassifier, IntCnn, QuantumHead, CLASS_NAMES, IMAGE_LEN};
+use shared::proto::{encode_to_vec, image_chunks, DeviceToHost, Error as WireError, HostLink, ModelHash};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -91,16 +91,31 @@ pub fn sizes() -> Result<()> {
     report_size("pico (rp2040)", &pico)
 }
 
-/// `cargo xtask firmware`: sizes, then the two QEMU runs.
+/// `cargo xtask firmware`: sizes, then the QEMU runs.
 pub fn run() -> Result<()> {
     sizes()?;
     let elf = target_dir().join("thumbv6m-none-eabi/release/qemu");
+    let cli = build_edge_runtime()?;
     let model = HostModel::load()?;
     let images = test_images(IMAGES)?;
-    stream(&elf, &model, &images, false, &[]).context("clean run")?;
-    stream(&elf, &model, &images, true, &[]).context("run with damaged frames")?;
+    stream_with_cli(&elf, &cli, &model, &images).context("`edge-runtime stream` run")?;
+    stream_frames(&elf, &model, &images, true, &[]).context("run with damaged frames")?;
+    reset_and_unplug(&elf, &cli, &model, &images[..RECOVERY_IMAGES]).context("reset and unplug run")?;
     count_instructions(&elf, &model, &images[..COUNTED_IMAGES]).context("instruction count")
 }
+
+/// The host tool, built as users build it.
+fn build_edge_runtime() -> Result<PathBuf> {
+    crate::cargo(&["build", "--release", "-p", "edge-runtime", "--bin", "edge-runtime"])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), Into::into);
+    Ok(target.join("release/edge-runtime"))
+}
+
+/// Images of the reset and unplug run; the device is reset after [`RESET_AFTER`] answers and
+/// QEMU killed after [`UNPLUG_AFTER`].
+const RECOVERY_IMAGES: usize = 60;
+const RESET_AFTER: usize = 20;
+const UNPLUG_AFTER: usize = 40;
 
 /// Images classified under the instruction-counting plugin (it slows QEMU down).
 const COUNTED_IMAGES: usize = 24;
@@ -116,7 +131,7 @@ fn symbol(elf: &Path, name: &str) -> Result<u64> {
 
 /// Boots the firmware with the `insn-count` TCG plugin and reports the instructions executed
 /// per classification (between the `qmed_classify_begin` / `qmed_classify_end` markers).
-fn count_instructions(elf: &Path, model: &HostModel, images: &[(String, Vec<u8>)]) -> Result<()> {
+fn count_instructions(elf: &Path, model: &HostModel, images: &[TestImage]) -> Result<()> {
     let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     if std::env::consts::OS != "linux" {
         eprintln!("  instruction count skipped: the plugin build here assumes a Linux host");
@@ -144,7 +159,7 @@ fn count_instructions(elf: &Path, model: &HostModel, images: &[(String, Vec<u8>)
     let end = symbol(elf, "qmed_classify_end")?;
     ensure!(begin != end, "the marker functions were merged");
     let spec = format!("{},begin={begin},end={end},out={}", plugin.display(), out.display());
-    stream(elf, model, images, false, &["-plugin".into(), spec])?;
+    stream_frames(elf, model, images, false, &["-plugin".into(), spec])?;
     let text = std::fs::read_to_string(&out).with_context(|| format!("plugin wrote no {}", out.display()))?;
     let counts: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
     ensure!(counts.len() == images.len(), "{} counts for {} images", counts.len(), images.len());
@@ -179,7 +194,7 @@ impl HostModel {
     }
 
     /// Class and logits of every image by the host's integer model.
-    fn classify_all(&self, images: &[(String, Vec<u8>)]) -> Result<Vec<(u8, [i32; 6])>> {
+    fn classify_all(&self, images: &[TestImage]) -> Result<Vec<(u8, [i32; 6])>> {
         let cnn = IntCnn::decode_from_bytes(&self.cnn).map_err(|e| anyhow::anyhow!("CNN artifact: {e}"))?;
         let head =
             QuantumHead::decode_from_bytes(&self.head).map_err(|e| anyhow::anyhow!("head artifact: {e}"))?;
@@ -187,17 +202,25 @@ impl HostModel {
         let mut scratch = vec![0; classifier.scratch_len()];
         images
             .iter()
-            .map(|(name, image)| {
-                let p =
-                    classifier.classify(image, &mut scratch).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            .map(|image| {
+                let p = classifier
+                    .classify(&image.pixels, &mut scratch)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", image.name))?;
                 Ok((p.class, p.logits))
             })
             .collect()
     }
 }
 
+/// A test-split image: its file and its 64x64 pixels.
+struct TestImage {
+    name: String,
+    path: PathBuf,
+    pixels: Vec<u8>,
+}
+
 /// `count` test-split images spread evenly over the (class-ordered) test list.
-fn test_images(count: usize) -> Result<Vec<(String, Vec<u8>)>> {
+fn test_images(count: usize) -> Result<Vec<TestImage>> {
     let data = root().join("../shared/data");
     let split_path = data.join("split-seed0.json");
     let split: serde_json::Value = serde_json::from_slice(
@@ -219,7 +242,7 @@ fn test_images(count: usize) -> Result<Vec<(String, Vec<u8>)>> {
             let gray =
                 image::load_from_memory(&bytes).with_context(|| format!("decoding {name}"))?.to_luma8();
             ensure!(gray.width() == 64 && gray.height() == 64, "{name} is not 64x64");
-            Ok((name.to_string(), gray.into_raw()))
+            Ok(TestImage { name: name.to_string(), path, pixels: gray.into_raw() })
         })
         .collect()
 }
@@ -293,97 +316,6 @@ impl Drop for Qemu {
     }
 }
 
-/// The host end of the serial link.
-struct Link {
-    port: Box<dyn SerialPort>,
-    decoder: FrameDecoder,
-    frames: VecDeque<DeviceToHost>,
-    sent: usize,
-    received: usize,
-}
-
-impl Link {
-    fn open(pty: &str) -> Result<Self> {
-        let port = serialport::new(pty, 115_200)
-            .timeout(Duration::from_millis(50))
-            .open()
-            .with_context(|| format!("opening {pty}"))?;
-        Ok(Self { port, decoder: FrameDecoder::new(), frames: VecDeque::new(), sent: 0, received: 0 })
-    }
-
-    fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        std::io::Write::write_all(&mut self.port, bytes).context("writing to the device")?;
-        self.sent += bytes.len();
-        Ok(())
-    }
-
-    fn send(&mut self, message: &HostToDevice<'_>) -> Result<()> {
-        let frame = encode_to_vec(message).map_err(|e| anyhow::anyhow!("encoding: {e}"))?;
-        self.send_bytes(&frame)
-    }
-
-    /// The next frame from the device, or `None` at `deadline`.
-    fn recv(&mut self, deadline: Instant) -> Result<Option<DeviceToHost>> {
-        let mut buf = [0u8; 512];
-        while self.frames.is_empty() {
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            let n = match self.port.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => 0,
-                Err(e) => return Err(e).context("reading from the device"),
-            };
-            self.received += n;
-            let mut input = &buf[..n];
-            loop {
-                match self.decoder.feed::<DeviceToHost>(input) {
-                    Feed::NeedMore => break,
-                    Feed::Frame { message, rest } => {
-                        self.frames.push_back(message);
-                        input = rest;
-                    }
-                    Feed::Rejected { error, rest } => {
-                        // Bytes the device sent before the host opened the pty arrive cut.
-                        eprintln!("  host dropped a bad frame from the device: {error}");
-                        input = rest;
-                    }
-                }
-            }
-        }
-        Ok(self.frames.pop_front())
-    }
-
-    fn handshake(&mut self, want: ModelHash) -> Result<()> {
-        for _ in 0..20 {
-            self.send(&HostToDevice::Hello { protocol_version: PROTOCOL_VERSION })?;
-            let deadline = Instant::now() + Duration::from_millis(500);
-            while let Some(frame) = self.recv(deadline)? {
-                match frame {
-                    DeviceToHost::Hello(hello) => {
-                        ensure!(
-                            hello.protocol_version == PROTOCOL_VERSION,
-                            "device speaks {}",
-                            hello.protocol_version
-                        );
-                        ensure!(
-                            hello.model_hash == want,
-                            "device model {} != host model {want}",
-                            hello.model_hash
-                        );
-                        ensure!(hello.model_available, "device reports its model unavailable");
-                        // Drain the answers to earlier, unanswered hellos.
-                        while self.recv(Instant::now() + Duration::from_millis(200))?.is_some() {}
-                        return Ok(());
-                    }
-                    other => eprintln!("  before handshake: {other:?}"),
-                }
-            }
-        }
-        bail!("no handshake answer from the device in 10 s")
-    }
-}
-
 /// Tiny deterministic generator for the damage pattern (xorshift64*).
 struct Rng(u64);
 
@@ -430,10 +362,10 @@ fn damage(rng: &mut Rng, valid: &[u8]) -> (&'static str, Vec<u8>) {
     }
 }
 
-fn stream(
+fn stream_frames(
     elf: &Path,
     model: &HostModel,
-    images: &[(String, Vec<u8>)],
+    images: &[TestImage],
     damaged: bool,
     extra: &[String],
 ) -> Result<()> {
@@ -445,16 +377,19 @@ fn stream(
         if damaged { ", damaged frames interleaved" } else { "" }
     );
     let (qemu, pty) = Qemu::boot(elf, extra)?;
-    let mut link = Link::open(&pty)?;
-    link.handshake(model.hash())?;
-    link.sent = 0;
-    link.received = 0;
+    let port = serialport::new(&pty, 115_200)
+        .timeout(Duration::from_millis(50))
+        .open()
+        .with_context(|| format!("opening {pty}"))?;
+    let mut link = HostLink::new(port);
+    link.handshake(model.hash(), Duration::from_secs(10)).context("handshake")?;
+    let (sent, received) = (link.bytes_sent(), link.bytes_received());
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut damages, mut errors, mut device_us) = (0usize, 0usize, 0u64);
     let started = Instant::now();
-    for (id, ((name, image), want)) in images.iter().zip(&want).enumerate() {
-        let id = id as u32;
-        let image: &[u8; IMAGE_LEN] = image.as_slice().try_into().context("image size")?;
+    for (id, (image, want)) in images.iter().zip(&want).enumerate() {
+        let (id, name) = (id as u32, &image.name);
+        let image: &[u8; IMAGE_LEN] = image.pixels.as_slice().try_into().context("image size")?;
         for chunk in image_chunks(id, image) {
             let frame = encode_to_vec(&chunk).map_err(|e| anyhow::anyhow!("encoding: {e}"))?;
             if damaged && rng.below(2) == 0 {
@@ -508,15 +443,168 @@ fn stream(
     }
     ensure!(errors == damages, "{damages} damaged pieces sent, {errors} error replies");
     let n = images.len() as f64;
+    let (sent, received) = (link.bytes_sent() - sent, link.bytes_received() - received);
     eprintln!(
         "  {} images, all bit-identical to the host; {damages} damaged pieces -> {errors} error replies; {:.1} images/s, host->device {:.0} B/s, device->host {:.0} B/s, {} wire bytes/image; device's own time {:.1} ms/image",
         images.len(),
         n / elapsed,
-        link.sent as f64 / elapsed,
-        link.received as f64 / elapsed,
-        link.sent / images.len(),
+        sent as f64 / elapsed,
+        received as f64 / elapsed,
+        sent / images.len() as u64,
         device_us as f64 / n / 1000.0
     );
     drop(link);
     qemu.stop(elf)
+}
+
+/// `edge-runtime stream` running against the device: its JSON rows as they arrive, its
+/// stderr echoed and kept.
+struct StreamCli {
+    child: Child,
+    rows: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl StreamCli {
+    fn start(cli: &Path, pty: &str, images: &[TestImage], timeout_s: u32) -> Result<Self> {
+        let mut child = Command::new(cli)
+            .args(["--json", "stream", "--verify", "--port", pty, "--timeout", &timeout_s.to_string()])
+            .args(images.iter().map(|i| &i.path))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", cli.display()))?;
+        let rows = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let stderr = BufReader::new(child.stderr.take().context("stderr")?);
+        let stderr = std::thread::spawn(move || {
+            let mut kept = String::new();
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("  | {line}");
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+            kept
+        });
+        Ok(Self { child, rows, stderr: Some(stderr) })
+    }
+
+    /// The next row, checked against the host's answer for `image`; `None` when it ended.
+    fn check_next(&mut self, image: &TestImage, want: &(u8, [i32; 6])) -> Result<Option<()>> {
+        let Some(line) = self.rows.next() else { return Ok(None) };
+        let row: serde_json::Value = serde_json::from_str(&line?).context("a stream row is not JSON")?;
+        ensure!(
+            row["file"].as_str() == image.path.to_str(),
+            "row for {}, expected {}",
+            row["file"],
+            image.name
+        );
+        let logits: Option<Vec<i64>> =
+            row["device"]["logits"].as_array().map(|a| a.iter().filter_map(|v| v.as_i64()).collect());
+        let want_logits: Vec<i64> = want.1.iter().map(|&l| i64::from(l)).collect();
+        ensure!(
+            row["class"].as_str() == Some(CLASS_NAMES[usize::from(want.0)])
+                && logits.as_ref() == Some(&want_logits),
+            "{}: device says {} {:?}, host {} {:?}",
+            image.name,
+            row["class"],
+            logits,
+            CLASS_NAMES[usize::from(want.0)],
+            want_logits
+        );
+        Ok(Some(()))
+    }
+
+    /// Waits for the tool to exit: its status and its stderr.
+    fn finish(mut self) -> Result<(std::process::ExitStatus, String)> {
+        let status = self.child.wait()?;
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        Ok((status, stderr))
+    }
+}
+
+impl Drop for StreamCli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run 1: the user's tool streams `images`; every answer must be the host's.
+fn stream_with_cli(elf: &Path, cli: &Path, model: &HostModel, images: &[TestImage]) -> Result<()> {
+    let want = model.classify_all(images)?;
+    eprintln!("+ edge-runtime --json stream --verify --port <QEMU's pty> ({} test images)", images.len());
+    let (qemu, pty) = Qemu::boot(elf, &[])?;
+    let mut run = StreamCli::start(cli, &pty, images, 30)?;
+    for (image, want) in images.iter().zip(&want) {
+        if run.check_next(image, want)?.is_none() {
+            let (status, _) = run.finish()?;
+            bail!("edge-runtime stream ended ({status}) before {}", image.name);
+        }
+    }
+    let (status, _) = run.finish()?;
+    ensure!(status.success(), "edge-runtime stream failed ({status})");
+    eprintln!("  {} images streamed by edge-runtime, every answer bit-identical to the host", images.len());
+    qemu.stop(elf)
+}
+
+/// Run 3: the device is reset mid-stream (QMP `system_reset`, as the reset button), then
+/// vanishes (QEMU killed, as a pulled cable). Every answer given must be right, the reset
+/// must be recovered from, and the tool must stop with an error that says the device is gone.
+fn reset_and_unplug(elf: &Path, cli: &Path, model: &HostModel, images: &[TestImage]) -> Result<()> {
+    let want = model.classify_all(images)?;
+    let socket = target_dir().join("qmp.sock");
+    let _ = std::fs::remove_file(&socket);
+    let qmp = format!("unix:{},server=on,wait=off", socket.display());
+    eprintln!(
+        "+ edge-runtime --json stream --verify --port <QEMU's pty> ({} images; reset after {RESET_AFTER}, unplugged after {UNPLUG_AFTER})",
+        images.len()
+    );
+    let (qemu, pty) = Qemu::boot(elf, &["-qmp".into(), qmp])?;
+    let mut run = StreamCli::start(cli, &pty, images, 5)?;
+    let mut qemu = Some(qemu);
+    for (n, (image, want)) in images.iter().zip(&want).enumerate().take(UNPLUG_AFTER) {
+        ensure!(run.check_next(image, want)?.is_some(), "edge-runtime stream ended after {n} answers");
+        if n + 1 == RESET_AFTER {
+            qmp_command(&socket, "system_reset")?;
+        }
+    }
+    if let Some(qemu) = qemu.take() {
+        qemu.stop(elf)?;
+    }
+    // An answer already on its way when QEMU died may still be printed; it must be right too.
+    let mut answered = UNPLUG_AFTER;
+    while answered < images.len() && run.check_next(&images[answered], &want[answered])?.is_some() {
+        answered += 1;
+    }
+    let (status, stderr) = run.finish()?;
+    ensure!(!status.success(), "edge-runtime stream succeeded without its device");
+    ensure!(stderr.contains("shook hands again"), "no recovery from the reset was reported");
+    ensure!(stderr.contains("the device is gone"), "the unplugged device was not reported as gone");
+    eprintln!(
+        "  reset recovered from ({answered} right answers), unplugged device reported; exit status {status}"
+    );
+    Ok(())
+}
+
+/// Sends one QMP command to QEMU and waits for its `return`.
+fn qmp_command(socket: &Path, command: &str) -> Result<()> {
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to QMP at {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).context("QMP greeting")?;
+    for execute in ["qmp_capabilities", command] {
+        writeln!(writer, "{{\"execute\": \"{execute}\"}}")?;
+        loop {
+            line.clear();
+            ensure!(reader.read_line(&mut line).context("QMP answer")? > 0, "QMP closed");
+            if line.contains("\"return\"") {
+                break;
+            }
+            ensure!(!line.contains("\"error\""), "QMP {execute}: {line}");
+        }
+    }
+    Ok(())
 }

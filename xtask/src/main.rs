@@ -139,7 +139,7 @@ fn fuzz() -> Result<()> {
     cargo(&["check", "--manifest-path", "fuzz/Cargo.toml"])
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     eprintln!("+ cargo {}", args.join(" "));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo).args(args).status().with_context(|| format!("running {cargo}"))?;

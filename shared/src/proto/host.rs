@@ -76,15 +76,8 @@ impl core::fmt::Display for LinkError {
     }
 }
 
-impl std::error::Error for LinkError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Io(e) => Some(e),
-            Self::Refused(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+// The causes are part of the message (`Display`), so `source` stays `None`.
+impl std::error::Error for LinkError {}
 
 impl From<std::io::Error> for LinkError {
     fn from(e: std::io::Error) -> Self {
