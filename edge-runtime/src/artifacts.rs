@@ -8,14 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// The card every model directory holds.
-pub const CARD_FILE: &str = "model-card.json";
-/// The CNN part of the model: image `[N, 1, 64, 64]` f32 -> angles `[N, 4]`.
-pub const ONNX_FILE: &str = "hybrid.onnx";
-/// Circuit weights and head (`shared::model::QuantumHead`).
-pub const HEAD_FILE: &str = "quantum-head.qmed";
-/// The integer CNN the firmware runs (`shared::model::IntCnn`).
-pub const INT_CNN_FILE: &str = "cnn-int8.qmed";
+pub use shared::model::{INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
 
 /// Why a model directory was refused.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +104,7 @@ impl ModelDir {
     /// # Errors
     /// [`LoadError::Io`], [`LoadError::Card`] or [`LoadError::Classes`].
     pub fn open(dir: &Path) -> Result<Self, LoadError> {
-        let card_path = dir.join(CARD_FILE);
+        let card_path = dir.join(MODEL_CARD_FILE);
         let text =
             std::fs::read(&card_path).map_err(|source| LoadError::Io { path: card_path.clone(), source })?;
         let card: Card = serde_json::from_slice(&text)

@@ -140,9 +140,9 @@ impl Engine {
     /// parse.
     pub fn load(dir: impl AsRef<Path>, options: &Options) -> Result<Self, LoadError> {
         let dir = ModelDir::open(dir.as_ref())?;
-        let head_bytes = dir.read_verified(artifacts::HEAD_FILE)?;
+        let head_bytes = dir.read_verified(artifacts::QUANTUM_HEAD_FILE)?;
         let head = QuantumHead::decode_from_bytes(&head_bytes)
-            .map_err(|source| LoadError::Artifact { path: dir.path(artifacts::HEAD_FILE), source })?;
+            .map_err(|source| LoadError::Artifact { path: dir.path(artifacts::QUANTUM_HEAD_FILE), source })?;
         let int_cnn = dir.read_verified(artifacts::INT_CNN_FILE)?;
         IntCnn::decode_from_bytes(&int_cnn)
             .map_err(|source| LoadError::Artifact { path: dir.path(artifacts::INT_CNN_FILE), source })?;

@@ -1,5 +1,5 @@
 use crate::common::{models, scratch};
-use edge_runtime::artifacts::{HEAD_FILE, INT_CNN_FILE, ONNX_FILE};
+use edge_runtime::artifacts::{INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
 use edge_runtime::{Engine, EngineKind, LoadError, Options};
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ fn load(dir: &Path) -> Result<Engine, LoadError> {
 fn reseal(dir: &Path, file: &str) {
     use sha2::Digest;
     let bytes = std::fs::read(dir.join(file)).expect("artifact");
-    let card_path = dir.join("model-card.json");
+    let card_path = dir.join(MODEL_CARD_FILE);
     let mut card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&card_path).expect("card")).expect("json");
     let entry = card["artifacts"]
@@ -60,7 +60,7 @@ fn truncated_onnx_is_a_size_mismatch() {
 
 #[test]
 fn a_flipped_byte_is_a_checksum_error_in_every_artifact() {
-    for file in [ONNX_FILE, HEAD_FILE, INT_CNN_FILE] {
+    for file in [ONNX_FILE, QUANTUM_HEAD_FILE, INT_CNN_FILE] {
         let dir = copy_models(&format!("flipped-{file}"));
         let path = dir.join(file);
         let mut bytes = std::fs::read(&path).expect("artifact");
@@ -74,7 +74,7 @@ fn a_flipped_byte_is_a_checksum_error_in_every_artifact() {
 
 #[test]
 fn a_resealed_qmed_with_a_flipped_byte_fails_its_crc() {
-    for file in [HEAD_FILE, INT_CNN_FILE] {
+    for file in [QUANTUM_HEAD_FILE, INT_CNN_FILE] {
         let dir = copy_models(&format!("resealed-{file}"));
         let path = dir.join(file);
         let mut bytes = std::fs::read(&path).expect("artifact");
@@ -89,7 +89,7 @@ fn a_resealed_qmed_with_a_flipped_byte_fails_its_crc() {
 
 #[test]
 fn missing_files_are_io_errors_naming_the_file() {
-    for file in [ONNX_FILE, HEAD_FILE, INT_CNN_FILE, "model-card.json"] {
+    for file in [ONNX_FILE, QUANTUM_HEAD_FILE, INT_CNN_FILE, MODEL_CARD_FILE] {
         let dir = copy_models(&format!("missing-{file}"));
         std::fs::remove_file(dir.join(file)).expect("remove");
         let err = load(&dir).expect_err("refused");
@@ -101,10 +101,10 @@ fn missing_files_are_io_errors_naming_the_file() {
 #[test]
 fn an_artifact_missing_from_the_card_or_a_broken_card_is_refused() {
     let dir = copy_models("unlisted");
-    let card_path = dir.join("model-card.json");
+    let card_path = dir.join(MODEL_CARD_FILE);
     let mut card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&card_path).expect("card")).expect("json");
-    card["artifacts"].as_array_mut().expect("list").retain(|a| a["file"] != HEAD_FILE);
+    card["artifacts"].as_array_mut().expect("list").retain(|a| a["file"] != QUANTUM_HEAD_FILE);
     std::fs::write(&card_path, serde_json::to_vec(&card).expect("json")).expect("write");
     assert!(matches!(load(&dir), Err(LoadError::NotListed { .. })));
 

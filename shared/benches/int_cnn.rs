@@ -13,9 +13,10 @@ fn read(name: &str) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let cnn_bytes = read("cnn-int8.qmed");
+    let cnn_bytes = read(shared::model::INT_CNN_FILE);
     let cnn = IntCnn::decode_from_bytes(&cnn_bytes).expect("committed int8 CNN");
-    let head = QuantumHead::decode_from_bytes(&read("quantum-head.qmed")).expect("committed quantum head");
+    let head = QuantumHead::decode_from_bytes(&read(shared::model::QUANTUM_HEAD_FILE))
+        .expect("committed quantum head");
     println!("integer CNN: {} multiply-accumulates per image", cnn.macs());
     let classifier = FixedClassifier::new(cnn.clone(), head);
     let mut scratch = vec![0u8; classifier.scratch_len()];

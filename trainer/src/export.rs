@@ -23,10 +23,7 @@ use crate::metrics::RunMetrics;
 use crate::model::{Model, ModelConfig};
 use crate::training::{read_json, write_atomically, write_json, TrainingError};
 
-pub const ONNX_FILE: &str = "hybrid.onnx";
-pub const QUANTUM_HEAD_FILE: &str = "quantum-head.qmed";
-pub const INT_CNN_FILE: &str = "cnn-int8.qmed";
-pub const MODEL_CARD_FILE: &str = "model-card.json";
+pub use shared::model::{INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
 /// The burn weights of a trained model (burnpack), beside [`MODEL_DESCRIPTION_FILE`].
 pub const MODEL_WEIGHTS_FILE: &str = "model.bpk";
 /// What a [`MODEL_WEIGHTS_FILE`] holds: the model configuration and the class names.

@@ -10,7 +10,9 @@
 //! 4. under an instruction-counting TCG plugin: instructions per image.
 
 use anyhow::{bail, ensure, Context, Result};
-use shared::model::{FixedClassifier, IntCnn, QuantumHead, CLASS_NAMES, IMAGE_LEN};
+use shared::model::{
+    FixedClassifier, IntCnn, QuantumHead, CLASS_NAMES, IMAGE_LEN, INT_CNN_FILE, QUANTUM_HEAD_FILE,
+};
 use shared::proto::{encode_to_vec, image_chunks, DeviceToHost, Error as WireError, HostLink, ModelHash};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -186,7 +188,7 @@ impl HostModel {
             let path = root().join("models").join(name);
             std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
         };
-        Ok(Self { cnn: read("cnn-int8.qmed")?, head: read("quantum-head.qmed")? })
+        Ok(Self { cnn: read(INT_CNN_FILE)?, head: read(QUANTUM_HEAD_FILE)? })
     }
 
     fn hash(&self) -> ModelHash {

@@ -33,3 +33,13 @@ pub const CLASSES: usize = 6;
 
 /// Class names in label order (the sorted folder names of Medical MNIST).
 pub const CLASS_NAMES: [&str; CLASSES] = ["AbdomenCT", "BreastMRI", "CXR", "ChestCT", "Hand", "HeadCT"];
+
+// The files of a model directory (`models/`): the trainer writes them, the runtimes read them.
+/// The CNN part as ONNX: image `[N, 1, 64, 64]` f32 (gray / 255) -> angles `[N, 4]`.
+pub const ONNX_FILE: &str = "hybrid.onnx";
+/// The circuit weights and the head ([`QuantumHead`]).
+pub const QUANTUM_HEAD_FILE: &str = "quantum-head.qmed";
+/// The integer CNN the firmware runs ([`IntCnn`]).
+pub const INT_CNN_FILE: &str = "cnn-int8.qmed";
+/// The model card (JSON): metrics, provenance, and the size and SHA-256 of every file above.
+pub const MODEL_CARD_FILE: &str = "model-card.json";
