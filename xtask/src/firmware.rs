@@ -583,7 +583,7 @@ fn reset_and_unplug(elf: &Path, cli: &Path, model: &HostModel, images: &[TestIma
     ensure!(stderr.contains("shook hands again"), "no recovery from the reset was reported");
     ensure!(stderr.contains("the device is gone"), "the unplugged device was not reported as gone");
     eprintln!(
-        "  reset recovered from ({answered} right answers), unplugged device reported; exit status {status}"
+        "  reset recovered from ({answered} right answers), unplugged device reported ({status})"
     );
     Ok(())
 }
