@@ -120,11 +120,6 @@ impl Link {
         self.link.bytes_sent()
     }
 
-    /// Bytes read from the device so far.
-    pub fn bytes_received(&self) -> u64 {
-        self.link.bytes_received()
-    }
-
     /// Sends one image and returns the device's answer, recovering from resets, damaged
     /// frames and a port that comes back; `on_recover` hears of each recovery.
     ///

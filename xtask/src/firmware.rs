@@ -100,11 +100,19 @@ pub fn run() -> Result<()> {
     let cli = build_edge_runtime()?;
     let model = HostModel::load()?;
     let images = test_images(IMAGES)?;
-    stream_with_cli(&elf, &cli, &model, &images).context("`edge-runtime stream` run")?;
-    stream_frames(&elf, &model, &images, true, &[]).context("run with damaged frames")?;
-    reset_and_unplug(&elf, &cli, &model, &images[..RECOVERY_IMAGES]).context("reset and unplug run")?;
-    count_instructions(&elf, &model, &images[..COUNTED_IMAGES]).context("instruction count")
+    // What the device must answer: the host's integer model, once for every run.
+    let want = model.classify_all(&images)?;
+    let hash = model.hash();
+    stream_with_cli(&elf, &cli, &images, &want).context("`edge-runtime stream` run")?;
+    stream_frames(&elf, hash, &images, &want, true, &[]).context("run with damaged frames")?;
+    let recovery = ..RECOVERY_IMAGES;
+    reset_and_unplug(&elf, &cli, &images[recovery], &want[recovery]).context("reset and unplug run")?;
+    let counted = ..COUNTED_IMAGES;
+    count_instructions(&elf, hash, &images[counted], &want[counted]).context("instruction count")
 }
+
+/// The host integer model's class and logits for one image.
+type Answer = (u8, [i32; 6]);
 
 /// The host tool, built as users build it.
 fn build_edge_runtime() -> Result<PathBuf> {
@@ -133,7 +141,7 @@ fn symbol(elf: &Path, name: &str) -> Result<u64> {
 
 /// Boots the firmware with the `insn-count` TCG plugin and reports the instructions executed
 /// per classification (between the `qmed_classify_begin` / `qmed_classify_end` markers).
-fn count_instructions(elf: &Path, model: &HostModel, images: &[TestImage]) -> Result<()> {
+fn count_instructions(elf: &Path, hash: ModelHash, images: &[TestImage], want: &[Answer]) -> Result<()> {
     let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     if std::env::consts::OS != "linux" {
         eprintln!("  instruction count skipped: the plugin build here assumes a Linux host");
@@ -161,7 +169,7 @@ fn count_instructions(elf: &Path, model: &HostModel, images: &[TestImage]) -> Re
     let end = symbol(elf, "qmed_classify_end")?;
     ensure!(begin != end, "the marker functions were merged");
     let spec = format!("{},begin={begin},end={end},out={}", plugin.display(), out.display());
-    stream_frames(elf, model, images, false, &["-plugin".into(), spec])?;
+    stream_frames(elf, hash, images, want, false, &["-plugin".into(), spec])?;
     let text = std::fs::read_to_string(&out).with_context(|| format!("plugin wrote no {}", out.display()))?;
     let counts: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
     ensure!(counts.len() == images.len(), "{} counts for {} images", counts.len(), images.len());
@@ -196,7 +204,7 @@ impl HostModel {
     }
 
     /// Class and logits of every image by the host's integer model.
-    fn classify_all(&self, images: &[TestImage]) -> Result<Vec<(u8, [i32; 6])>> {
+    fn classify_all(&self, images: &[TestImage]) -> Result<Vec<Answer>> {
         let cnn = IntCnn::decode_from_bytes(&self.cnn).map_err(|e| anyhow::anyhow!("CNN artifact: {e}"))?;
         let head =
             QuantumHead::decode_from_bytes(&self.head).map_err(|e| anyhow::anyhow!("head artifact: {e}"))?;
@@ -366,12 +374,12 @@ fn damage(rng: &mut Rng, valid: &[u8]) -> (&'static str, Vec<u8>) {
 
 fn stream_frames(
     elf: &Path,
-    model: &HostModel,
+    hash: ModelHash,
     images: &[TestImage],
+    want: &[Answer],
     damaged: bool,
     extra: &[String],
 ) -> Result<()> {
-    let want = model.classify_all(images)?;
     eprintln!(
         "+ qemu-system-arm -machine mps2-an385 ... -kernel {} ({} images{})",
         elf.display(),
@@ -384,12 +392,12 @@ fn stream_frames(
         .open()
         .with_context(|| format!("opening {pty}"))?;
     let mut link = HostLink::new(port);
-    link.handshake(model.hash(), Duration::from_secs(10)).context("handshake")?;
+    link.handshake(hash, Duration::from_secs(10)).context("handshake")?;
     let (sent, received) = (link.bytes_sent(), link.bytes_received());
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut damages, mut errors, mut device_us) = (0usize, 0usize, 0u64);
     let started = Instant::now();
-    for (id, (image, want)) in images.iter().zip(&want).enumerate() {
+    for (id, (image, want)) in images.iter().zip(want).enumerate() {
         let (id, name) = (id as u32, &image.name);
         let image: &[u8; IMAGE_LEN] = image.pixels.as_slice().try_into().context("image size")?;
         for chunk in image_chunks(id, image) {
@@ -491,7 +499,7 @@ impl StreamCli {
     }
 
     /// The next row, checked against the host's answer for `image`; `None` when it ended.
-    fn check_next(&mut self, image: &TestImage, want: &(u8, [i32; 6])) -> Result<Option<()>> {
+    fn check_next(&mut self, image: &TestImage, want: &Answer) -> Result<Option<()>> {
         let Some(line) = self.rows.next() else { return Ok(None) };
         let row: serde_json::Value = serde_json::from_str(&line?).context("a stream row is not JSON")?;
         ensure!(
@@ -532,12 +540,11 @@ impl Drop for StreamCli {
 }
 
 /// Run 1: the user's tool streams `images`; every answer must be the host's.
-fn stream_with_cli(elf: &Path, cli: &Path, model: &HostModel, images: &[TestImage]) -> Result<()> {
-    let want = model.classify_all(images)?;
+fn stream_with_cli(elf: &Path, cli: &Path, images: &[TestImage], want: &[Answer]) -> Result<()> {
     eprintln!("+ edge-runtime --json stream --verify --port <QEMU's pty> ({} test images)", images.len());
     let (qemu, pty) = Qemu::boot(elf, &[])?;
     let mut run = StreamCli::start(cli, &pty, images, 30)?;
-    for (image, want) in images.iter().zip(&want) {
+    for (image, want) in images.iter().zip(want) {
         if run.check_next(image, want)?.is_none() {
             let (status, _) = run.finish()?;
             bail!("edge-runtime stream ended ({status}) before {}", image.name);
@@ -552,8 +559,7 @@ fn stream_with_cli(elf: &Path, cli: &Path, model: &HostModel, images: &[TestImag
 /// Run 3: the device is reset mid-stream (QMP `system_reset`, as the reset button), then
 /// vanishes (QEMU killed, as a pulled cable). Every answer given must be right, the reset
 /// must be recovered from, and the tool must stop with an error that says the device is gone.
-fn reset_and_unplug(elf: &Path, cli: &Path, model: &HostModel, images: &[TestImage]) -> Result<()> {
-    let want = model.classify_all(images)?;
+fn reset_and_unplug(elf: &Path, cli: &Path, images: &[TestImage], want: &[Answer]) -> Result<()> {
     let socket = target_dir().join("qmp.sock");
     let _ = std::fs::remove_file(&socket);
     let qmp = format!("unix:{},server=on,wait=off", socket.display());
@@ -564,7 +570,7 @@ fn reset_and_unplug(elf: &Path, cli: &Path, model: &HostModel, images: &[TestIma
     let (qemu, pty) = Qemu::boot(elf, &["-qmp".into(), qmp])?;
     let mut run = StreamCli::start(cli, &pty, images, 5)?;
     let mut qemu = Some(qemu);
-    for (n, (image, want)) in images.iter().zip(&want).enumerate().take(UNPLUG_AFTER) {
+    for (n, (image, want)) in images.iter().zip(want).enumerate().take(UNPLUG_AFTER) {
         ensure!(run.check_next(image, want)?.is_some(), "edge-runtime stream ended after {n} answers");
         if n + 1 == RESET_AFTER {
             qmp_command(&socket, "system_reset")?;
@@ -582,9 +588,7 @@ fn reset_and_unplug(elf: &Path, cli: &Path, model: &HostModel, images: &[TestIma
     ensure!(!status.success(), "edge-runtime stream succeeded without its device");
     ensure!(stderr.contains("shook hands again"), "no recovery from the reset was reported");
     ensure!(stderr.contains("the device is gone"), "the unplugged device was not reported as gone");
-    eprintln!(
-        "  reset recovered from ({answered} right answers), unplugged device reported ({status})"
-    );
+    eprintln!("  reset recovered from ({answered} right answers), unplugged device reported ({status})");
     Ok(())
 }
 
