@@ -33,6 +33,10 @@ pub enum Error {
         /// Length of the other batch argument.
         found: usize,
     },
+    /// A noise probability outside `[0, 1]` (or NaN).
+    Probability,
+    /// An angle or weight that is NaN or infinite, where a finite number must be written.
+    NonFinite,
 }
 
 /// Result with the simulator's [`Error`].
@@ -56,6 +60,8 @@ impl fmt::Display for Error {
                 f,
                 "batch arguments differ in length: {expected} features, {found} in another argument"
             ),
+            Error::Probability => f.write_str("a noise probability must be in [0, 1]"),
+            Error::NonFinite => f.write_str("an angle or weight is NaN or infinite"),
         }
     }
 }

@@ -16,6 +16,10 @@
 //! - [`fixed`]: integer-only arithmetic for microcontrollers without an FPU.
 //!
 //! [`gradient`] and [`gradient_batch`] give adjoint-method gradients of `sum_i c_i <Z_i>`.
+//!
+//! Beyond exact expectations: [`noise`] runs the circuit under depolarizing and readout noise
+//! on the density matrix and gives the distribution finite shots sample from; [`qasm`]
+//! (with `alloc`) writes the circuit as OpenQASM 3 and 2.0 for other toolchains and devices.
 
 mod adjoint;
 mod ansatz;
@@ -24,6 +28,9 @@ mod error;
 pub mod fixed;
 mod fused;
 mod matrix;
+pub mod noise;
+#[cfg(feature = "alloc")]
+pub mod qasm;
 mod state;
 mod unitary;
 
