@@ -4,6 +4,7 @@
 //!   (`shared::model::QuantumHead`);
 //! - `cnn-int8.qmed`: the encoder quantised to int8 for microcontrollers (`shared::model::IntCnn`),
 //!   calibrated on training images;
+//! - `circuit.qasm`: the circuit as OpenQASM 3 for other toolchains and quantum devices;
 //! - `model.json` + `model.bpk`: the burn model itself, for `trainer predict` and re-export;
 //! - `model-card.json`: metrics, split, seed, data set hash, git commit, SHA-256 of each file.
 
@@ -23,7 +24,7 @@ use crate::metrics::RunMetrics;
 use crate::model::{Model, ModelConfig};
 use crate::training::{read_json, write_atomically, write_json, TrainingError};
 
-pub use shared::model::{INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
+pub use shared::model::{CIRCUIT_QASM_FILE, INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
 /// The burn weights of a trained model (burnpack), beside [`MODEL_DESCRIPTION_FILE`].
 pub const MODEL_WEIGHTS_FILE: &str = "model.bpk";
 /// What a [`MODEL_WEIGHTS_FILE`] holds: the model configuration and the class names.
@@ -39,6 +40,8 @@ pub enum ExportFailure {
     Weights { path: PathBuf, source: RecordError },
     #[error(transparent)]
     Integer(#[from] IntegerError),
+    #[error("OpenQASM export: {0}")]
+    Qasm(#[from] crate::hardware::HardwareError),
 }
 
 /// The configuration and class names that go with saved weights.
@@ -165,6 +168,7 @@ pub fn export_run(
     write_atomically(&out_dir.join(ONNX_FILE), &onnx)?;
     write_atomically(&out_dir.join(QUANTUM_HEAD_FILE), &head.encode_to_vec())?;
     write_atomically(&out_dir.join(INT_CNN_FILE), &int_cnn_bytes)?;
+    write_atomically(&out_dir.join(CIRCUIT_QASM_FILE), crate::hardware::circuit_qasm3(&head)?.as_bytes())?;
     save_model(out_dir, &model, &description)?;
 
     let files = [
@@ -174,6 +178,7 @@ pub fn export_run(
             "4-qubit circuit (4 StronglyEntanglingLayers, X embedding) and the 4 -> 6 head, f32 + fixed point (shared::model::QuantumHead)",
         ),
         (INT_CNN_FILE, "the encoder quantised to int8, calibrated on training images (shared::model::IntCnn)"),
+        (CIRCUIT_QASM_FILE, "the circuit as OpenQASM 3, the 4 embedding angles as inputs (for other toolchains)"),
         (MODEL_WEIGHTS_FILE, "the whole model as burn 0.22 burnpack (for `trainer predict` / re-export)"),
         (MODEL_DESCRIPTION_FILE, "model configuration and class names for model.bpk"),
     ];

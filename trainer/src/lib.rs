@@ -3,11 +3,13 @@
 //! Layout as burn's `examples/guide`: [`data`] (files -> u8 images -> batches), [`model`] (the
 //! hybrid and the CNN baseline, [`circuit`] being the quantum layer), [`training`] (the loop
 //! and checkpoints), [`metrics`] and [`plot`] (a run's figures and pictures), [`export`] (ONNX
-//! encoder, model card) and [`integer`] (the `shared` artifacts: circuit + head, int8 encoder).
+//! encoder, model card), [`integer`] (the `shared` artifacts: circuit + head, int8 encoder) and
+//! [`hardware`] (the circuit under shot and gate noise, as a quantum device would run it).
 
 pub mod circuit;
 pub mod data;
 pub mod export;
+pub mod hardware;
 pub mod integer;
 pub mod metrics;
 pub mod model;

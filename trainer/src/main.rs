@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use trainer::data::{self, DecodeReport, Listing, Split, SplitImages};
 use trainer::export::{self, ModelDescription, Provenance};
+use trainer::hardware;
 use trainer::metrics::{Evaluation, RunMetrics};
 use trainer::model::{ModelConfig, ModelKind};
 use trainer::plot;
@@ -36,6 +37,12 @@ enum Command {
     Predict(PredictArgs),
     /// Write a run's model into models/: ONNX encoder, circuit + head, model card.
     Export(ExportArgs),
+    /// Test accuracy of the trained circuit as a quantum device would run it: <Z> estimated
+    /// from finite shots, depolarizing noise after every gate, readout bit flips.
+    Noise(NoiseArgs),
+    /// Write the trained circuit as OpenQASM 3 (angles as inputs) and, for given images,
+    /// OpenQASM 2.0 programs with their angles plus the exact <Z> a simulator must give.
+    Qasm(QasmArgs),
 }
 
 #[derive(Args)]
@@ -106,6 +113,52 @@ struct ExportArgs {
     seed: u64,
 }
 
+#[derive(Args)]
+struct NoiseArgs {
+    /// Folder holding model.bpk + model.json (models/ or a run folder).
+    #[arg(long, default_value = "models")]
+    model_dir: PathBuf,
+    #[arg(long, default_value = "../shared/data/medical-mnist")]
+    data: PathBuf,
+    /// Test split, as for training: a split file, `none` or `auto`.
+    #[arg(long, default_value = "auto")]
+    split: String,
+    /// Output folder: noise.json and noise.png.
+    #[arg(long, default_value = "runs/noise")]
+    out: PathBuf,
+    /// Shots per image (exact expectations are always evaluated too).
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000, 10000])]
+    shots: Vec<u32>,
+    /// Depolarizing probabilities after each gate.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.03, 0.05, 0.1])]
+    depolarizing: Vec<f64>,
+    /// Readout flip probabilities per measured bit.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.01, 0.05])]
+    readout_flip: Vec<f64>,
+    /// Seed of the shot sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep at most this many test images per class.
+    #[arg(long)]
+    limit_per_class: Option<usize>,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct QasmArgs {
+    /// Folder holding model.bpk + model.json (models/ or a run folder).
+    #[arg(long, default_value = "models")]
+    model_dir: PathBuf,
+    /// Output folder [default: the model folder].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Images to write OpenQASM 2.0 programs for (CLASS-NAME.qasm2 each, from the image's
+    /// folder and file name) and `expected.json` with their angles and exact <Z>.
+    images: Vec<PathBuf>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ModelArg {
     Hybrid,
@@ -136,6 +189,8 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(args)) => train(args),
         Some(Command::Predict(args)) => predict(args),
         Some(Command::Export(args)) => export(args),
+        Some(Command::Noise(args)) => noise(args),
+        Some(Command::Qasm(args)) => qasm(args),
     }
 }
 
@@ -166,13 +221,18 @@ fn wgpu_device() -> Result<Device> {
     )
 }
 
-fn train(args: TrainArgs) -> Result<()> {
-    if let Some(threads) = args.threads {
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(threads) = threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build_global()
             .context("setting the thread count")?;
     }
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    set_threads(args.threads)?;
     let kind = match args.model {
         ModelArg::Hybrid => ModelKind::Hybrid,
         ModelArg::Cnn => ModelKind::Cnn,
@@ -366,4 +426,105 @@ fn git_commit() -> String {
         }
         None => "unknown".into(),
     }
+}
+
+/// The trained model of `dir` with its circuit and head as the `shared` artifact.
+fn load_hybrid(dir: &Path, device: &Device) -> Result<(trainer::model::Model, shared::model::QuantumHead)> {
+    let (model, _) = export::load_model(dir, device)
+        .with_context(|| format!("loading the model from {} (train and export first?)", dir.display()))?;
+    let head = trainer::integer::quantum_head(&model).context("the model has no circuit")?;
+    Ok((model, head))
+}
+
+fn noise(args: NoiseArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let device = cpu_device()?;
+    let (model, head) = load_hybrid(&args.model_dir, &device)?;
+    let listing = Listing::scan(&args.data)?;
+    let split = choose_split(&args.split, &args.data, 0, &listing)?;
+    let split = match args.limit_per_class {
+        // `limit_per_class` keeps a quarter as many test images as training images.
+        Some(limit) => split.limit_per_class(&listing, limit.saturating_mul(4), 0),
+        None => split,
+    };
+    let SplitImages { images, test, report, .. } = data::decode_split(&listing, &[], &split.test)?;
+    report_skipped(&report);
+    anyhow::ensure!(!test.is_empty(), "no test images");
+    let started = Instant::now();
+    let angles = hardware::angles(&model, test.iter().map(|&i| images.image(i)), &device);
+    let labels: Vec<usize> = test.iter().map(|&i| usize::from(images.labels[i])).collect();
+    let grid = hardware::Grid {
+        shots: args.shots,
+        depolarizing: args.depolarizing,
+        readout_flip: args.readout_flip,
+        seed: args.seed,
+    };
+    let points = hardware::evaluate(&head, &angles, &labels, &grid)?;
+    let report = hardware::NoiseReport {
+        model_dir: args.model_dir.display().to_string(),
+        split: split.source.clone(),
+        images: test.len(),
+        grid,
+        noise_model: hardware::NOISE_MODEL.into(),
+        seconds: started.elapsed().as_secs_f64(),
+        points,
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    training::write_json(&args.out.join("noise.json"), &report)?;
+    plot::noise_curves(&args.out.join("noise.png"), &report)?;
+    print_noise_table(&report);
+    println!("{} test images, {:.1} s; outputs in {}", report.images, report.seconds, args.out.display());
+    Ok(())
+}
+
+/// Accuracy in % per (p, q), exact and per shot count.
+fn print_noise_table(report: &hardware::NoiseReport) {
+    let grid = &report.grid;
+    print!("{:>10} {:>8} {:>9}", "depolar.", "readout", "exact");
+    grid.shots.iter().for_each(|s| print!(" {:>9}", format!("{s} shots")));
+    println!();
+    for &p in &grid.depolarizing {
+        for &q in &grid.readout_flip {
+            print!("{p:>10} {q:>8}");
+            for shots in std::iter::once(None).chain(grid.shots.iter().map(|&s| Some(s))) {
+                match report.accuracy(p, q, shots) {
+                    Some(a) => print!(" {:>9.3}", 100.0 * a),
+                    None => print!(" {:>9}", "-"),
+                }
+            }
+            println!();
+        }
+    }
+}
+
+fn qasm(args: QasmArgs) -> Result<()> {
+    let device = cpu_device()?;
+    let (model, head) = load_hybrid(&args.model_dir, &device)?;
+    let out = args.out.unwrap_or_else(|| args.model_dir.clone());
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let circuit = out.join(export::CIRCUIT_QASM_FILE);
+    training::write_atomically(&circuit, hardware::circuit_qasm3(&head)?.as_bytes())?;
+    println!("{}", circuit.display());
+    if args.images.is_empty() {
+        return Ok(());
+    }
+    let mut cases = Vec::new();
+    for path in &args.images {
+        let pixels = data::load_image(path)?;
+        let [angles] = hardware::angles(&model, std::iter::once(pixels.as_slice()), &device)[..] else {
+            anyhow::bail!("the encoder gave no angles for {}", path.display());
+        };
+        let name =
+            |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let folder = name(path.parent().and_then(Path::file_name));
+        let file =
+            format!("{}{}{}.qasm2", folder, if folder.is_empty() { "" } else { "-" }, name(path.file_stem()));
+        let (case, program) = hardware::qasm_case(&head, path.display().to_string(), &angles, file.clone())?;
+        training::write_atomically(&out.join(&file), program.as_bytes())?;
+        cases.push(case);
+    }
+    let expected = serde_json::json!({ "circuit": export::CIRCUIT_QASM_FILE, "cases": cases });
+    training::write_json(&out.join("expected.json"), &expected)?;
+    println!("{} OpenQASM 2.0 programs and expected.json in {}", cases.len(), out.display());
+    Ok(())
 }

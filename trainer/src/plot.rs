@@ -1,4 +1,5 @@
-//! PNG pictures of a run: learning curves (the paper's Fig. 2) and the confusion matrix (Fig. 3).
+//! PNG pictures of a run: learning curves (the paper's Fig. 2), the confusion matrix (Fig. 3),
+//! and the accuracy of the circuit under shot and gate noise.
 //!
 //! Drawn with plotters' bitmap backend and encoded with `image`, so no system library is
 //! needed. Text uses a TrueType font found at run time (`TRAINER_FONT`, else common system
@@ -10,6 +11,7 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::hardware::NoiseReport;
 use crate::metrics::Evaluation;
 use crate::training::EpochRecord;
 
@@ -224,6 +226,131 @@ pub fn confusion_matrix(path: &Path, classes: &[String], evaluation: &Evaluation
                     let centre = ((cell.0 + next.0) / 2, (cell.1 + next.1) / 2);
                     root.draw_text(&count.to_string(), &style, centre).map_err(|e| e.to_string())?;
                 }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Colours of successive lines in one chart.
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(127, 127, 127),
+];
+
+/// The noise study in two panels, both on log x axes: test accuracy against shots (no gate
+/// noise, one line per readout flip probability) and against the depolarizing probability
+/// (no readout error, one line for exact expectations and one per shot count).
+///
+/// # Errors
+/// [`PlotError`] when drawing or writing fails.
+pub fn noise_curves(path: &Path, report: &NoiseReport) -> Result<(), PlotError> {
+    let text = font_available();
+    let grid = &report.grid;
+    let percent = |a: Option<f64>| a.map(|a| 100.0 * a);
+    let noiseless = grid.depolarizing.iter().copied().find(|&p| p == 0.0);
+    let shots_lines: Vec<(String, Vec<(f64, f64)>)> = match noiseless {
+        Some(p) => grid
+            .readout_flip
+            .iter()
+            .map(|&q| {
+                let points = grid
+                    .shots
+                    .iter()
+                    .filter_map(|&s| percent(report.accuracy(p, q, Some(s))).map(|a| (f64::from(s), a)))
+                    .collect();
+                (format!("readout flip q = {q}"), points)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let readout_free = grid.readout_flip.iter().copied().find(|&q| q == 0.0);
+    let noise_lines: Vec<(String, Vec<(f64, f64)>)> = match readout_free {
+        Some(q) => std::iter::once(None)
+            .chain(grid.shots.iter().map(|&s| Some(s)))
+            .map(|shots| {
+                let points = grid
+                    .depolarizing
+                    .iter()
+                    .filter(|&&p| p > 0.0)
+                    .filter_map(|&p| percent(report.accuracy(p, q, shots)).map(|a| (p, a)))
+                    .collect();
+                let label = shots.map_or_else(|| "exact <Z>".to_string(), |s| format!("{s} shots"));
+                (label, points)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let exact = percent(noiseless.and_then(|p| report.accuracy(p, 0.0, None)));
+    let panels = [
+        ("Accuracy against shots (no gate noise)", "shots per image", shots_lines),
+        ("Accuracy against gate noise (no readout error)", "depolarizing probability per gate", noise_lines),
+    ];
+    render(path, (1200, 480), |root| {
+        for (area, (title, x_desc, lines)) in root.split_evenly((1, 2)).iter().zip(panels) {
+            let xs = lines.iter().flat_map(|(_, p)| p.iter().map(|p| p.0));
+            let (x_low, x_high) = xs.fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(x), h.max(x)));
+            if x_low > x_high {
+                continue; // nothing evaluated for this panel
+            }
+            let low = lines.iter().flat_map(|(_, p)| p.iter().map(|p| p.1)).fold(100.0, f64::min);
+            let y_range = (low - 2.0).clamp(0.0, 98.0)..100.5;
+            let mut builder = ChartBuilder::on(area);
+            builder.margin(15).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text {
+                60
+            } else {
+                5
+            });
+            if text {
+                builder.caption(title, ("sans-serif", 20));
+            }
+            let x_range = (x_low / 1.5..x_high * 1.5).log_scale();
+            let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(|e| e.to_string())?;
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc(x_desc).y_desc("test accuracy (%)").x_label_formatter(&|x| format!("{x:e}"));
+            if !text {
+                mesh.disable_x_mesh().x_labels(0).y_labels(0);
+            }
+            mesh.draw().map_err(|e| e.to_string())?;
+            if let Some(exact) = exact {
+                let dashed = DashedLineSeries::new(
+                    [(x_low / 1.5, exact), (x_high * 1.5, exact)],
+                    6,
+                    4,
+                    BLACK.mix(0.6).stroke_width(1),
+                );
+                let drawn = chart.draw_series(dashed).map_err(|e| e.to_string())?;
+                if text {
+                    drawn.label(format!("exact, noiseless ({exact:.3} %)")).legend(|(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.6).stroke_width(1))
+                    });
+                }
+            }
+            for ((label, points), colour) in lines.iter().zip(PALETTE.iter().cycle()) {
+                let drawn = chart
+                    .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+                    .map_err(|e| e.to_string())?;
+                if text {
+                    drawn.label(label.as_str()).legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                    });
+                }
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                    .map_err(|e| e.to_string())?;
+            }
+            if text {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .position(SeriesLabelPosition::LowerLeft)
+                    .draw()
+                    .map_err(|e| e.to_string())?;
             }
         }
         Ok(())

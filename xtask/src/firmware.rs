@@ -9,6 +9,7 @@
 //!    recovers from the reset with every answer right, and stops with a clear error;
 //! 4. under an instruction-counting TCG plugin: instructions per image.
 
+use crate::root;
 use anyhow::{bail, ensure, Context, Result};
 use shared::model::{
     FixedClassifier, IntCnn, QuantumHead, CLASS_NAMES, IMAGE_LEN, INT_CNN_FILE, QUANTUM_HEAD_FILE,
@@ -24,18 +25,14 @@ const IMAGES: usize = 240;
 /// Longest the device may take to answer one image under QEMU.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    root.canonicalize().unwrap_or(root)
-}
-
-fn target_dir() -> PathBuf {
+/// The firmware's own target folder (its own workspace and lock file).
+fn firmware_target() -> PathBuf {
     root().join("target/firmware")
 }
 
 /// Builds one firmware binary; returns its ELF.
 fn build(bin: &str, features: &str) -> Result<PathBuf> {
-    let target_dir = target_dir();
+    let target_dir = firmware_target();
     let mut args = vec!["build", "--release", "--bin", bin, "--target-dir"];
     let target_dir_str = target_dir.to_str().context("target dir is not UTF-8")?;
     args.push(target_dir_str);
@@ -96,7 +93,7 @@ pub fn sizes() -> Result<()> {
 /// `cargo xtask firmware`: sizes, then the QEMU runs.
 pub fn run() -> Result<()> {
     sizes()?;
-    let elf = target_dir().join("thumbv6m-none-eabi/release/qemu");
+    let elf = firmware_target().join("thumbv6m-none-eabi/release/qemu");
     let cli = build_edge_runtime()?;
     let model = HostModel::load()?;
     let images = test_images(IMAGES)?;
@@ -114,11 +111,9 @@ pub fn run() -> Result<()> {
 /// The host integer model's class and logits for one image.
 type Answer = (u8, [i32; 6]);
 
-/// The host tool, built as users build it.
+/// The host tool, release build.
 fn build_edge_runtime() -> Result<PathBuf> {
-    crate::cargo(&["build", "--release", "-p", "edge-runtime", "--bin", "edge-runtime"])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), Into::into);
-    Ok(target.join("release/edge-runtime"))
+    crate::release_binary("edge-runtime")
 }
 
 /// Images of the reset and unplug run; the device is reset after [`RESET_AFTER`] answers and
@@ -148,7 +143,7 @@ fn count_instructions(elf: &Path, hash: ModelHash, images: &[TestImage], want: &
         return Ok(());
     }
     let manifest = root().join("firmware/insn-count/Cargo.toml");
-    let target_dir = target_dir();
+    let target_dir = firmware_target();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let args = ["build", "--release", "--target", &host, "--manifest-path"];
     eprintln!("+ cargo {} {} --target-dir {}", args.join(" "), manifest.display(), target_dir.display());
@@ -231,28 +226,14 @@ struct TestImage {
 
 /// `count` test-split images spread evenly over the (class-ordered) test list.
 fn test_images(count: usize) -> Result<Vec<TestImage>> {
-    let data = root().join("../shared/data");
-    let split_path = data.join("split-seed0.json");
-    let split: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&split_path).with_context(|| format!("reading {}", split_path.display()))?,
-    )?;
-    let files: Vec<&str> = split["test_files"]
-        .as_array()
-        .context("split has no test_files")?
-        .iter()
-        .filter_map(|f| f.as_str())
-        .collect();
-    ensure!(files.len() >= count, "only {} test files", files.len());
-    let step = files.len() / count;
-    (0..count)
-        .map(|i| {
-            let name = files[i * step];
-            let path = data.join("medical-mnist").join(name);
+    crate::test_files(count)?
+        .into_iter()
+        .map(|(name, path)| {
             let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let gray =
                 image::load_from_memory(&bytes).with_context(|| format!("decoding {name}"))?.to_luma8();
             ensure!(gray.width() == 64 && gray.height() == 64, "{name} is not 64x64");
-            Ok(TestImage { name: name.to_string(), path, pixels: gray.into_raw() })
+            Ok(TestImage { name, path, pixels: gray.into_raw() })
         })
         .collect()
 }
@@ -560,7 +541,7 @@ fn stream_with_cli(elf: &Path, cli: &Path, images: &[TestImage], want: &[Answer]
 /// vanishes (QEMU killed, as a pulled cable). Every answer given must be right, the reset
 /// must be recovered from, and the tool must stop with an error that says the device is gone.
 fn reset_and_unplug(elf: &Path, cli: &Path, images: &[TestImage], want: &[Answer]) -> Result<()> {
-    let socket = target_dir().join("qmp.sock");
+    let socket = firmware_target().join("qmp.sock");
     let _ = std::fs::remove_file(&socket);
     let qmp = format!("unix:{},server=on,wait=off", socket.display());
     eprintln!(

@@ -5,14 +5,18 @@
 //! - `pi`: cross-builds `edge-runtime` for a Raspberry Pi (aarch64) and checks its output
 //!   under `qemu-aarch64` equals the native build's;
 //! - `no-std`: `shared` builds for the RP2040 target without std;
+//! - `qasm`: Qiskit loads the trained circuit's OpenQASM 3 and 2.0 export and reproduces its
+//!   `<Z_i>` on test images (see `qasm.rs`);
 //! - `firmware`: builds the firmware (QEMU and Pico), prints flash/RAM, streams test images
 //!   through the QEMU build and checks every answer against the host (see `firmware.rs`);
 //! - `firmware-size`: only the builds and the flash/RAM figures;
 //! - `fuzz`: the cargo-fuzz targets (own workspace) type-check on stable.
 
 mod firmware;
+mod qasm;
 
 use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Target of the RP2040 (Cortex-M0+, no FPU, no compare-and-swap atomics).
@@ -35,6 +39,7 @@ fn run(job: &str) -> Result<()> {
             no_std()?;
             host()?;
             pi()?;
+            qasm::run()?;
             fuzz()?;
             firmware::run()
         }
@@ -44,7 +49,10 @@ fn run(job: &str) -> Result<()> {
         "firmware" => firmware::run(),
         "firmware-size" => firmware::sizes(),
         "fuzz" => fuzz(),
-        other => bail!("unknown job `{other}` (jobs: test, host, pi, no-std, firmware, firmware-size, fuzz)"),
+        "qasm" => qasm::run(),
+        other => {
+            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, qasm, firmware, firmware-size, fuzz)")
+        }
     }
 }
 
@@ -65,25 +73,11 @@ const PI_TARGET: &str = "aarch64-unknown-linux-gnu";
 /// float engine with the same classes and probabilities within 1e-5. Needs the
 /// Debian packages `gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user` (`.ci/run`).
 fn pi() -> Result<()> {
-    let bin = ["--release", "-p", "edge-runtime", "--bin", "edge-runtime"];
-    cargo(&[&["build"][..], &bin].concat())?;
-    cargo(&[&["build"][..], &bin, &["--target", PI_TARGET]].concat())?;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
-    let native = target.join("release/edge-runtime");
-    let cross = target.join(PI_TARGET).join("release/edge-runtime");
-    // Every 100th test image of the split: 118 images, all six classes.
-    let split =
-        std::fs::read_to_string(root.join("../shared/data/split-seed0.json")).context("split file")?;
-    let images: Vec<String> = split
-        .split('"')
-        .filter(|s| s.ends_with(".jpeg"))
-        .step_by(100)
-        .map(|f| root.join("../shared/data/medical-mnist").join(f).to_string_lossy().into_owned())
-        .collect();
-    if images.is_empty() {
-        bail!("no test images listed in split-seed0.json");
-    }
+    let native = release_binary("edge-runtime")?;
+    cargo(&["build", "--release", "-p", "edge-runtime", "--bin", "edge-runtime", "--target", PI_TARGET])?;
+    let cross = target_dir().join(PI_TARGET).join("release/edge-runtime");
+    let images: Vec<String> =
+        test_files(118)?.into_iter().map(|(_, path)| path.to_string_lossy().into_owned()).collect();
     for engine in ["float", "fixed"] {
         let args = ["--engine", engine, "--csv", "--threads", "1", "classify"];
         let run = |program: &std::path::Path, prefix: &[&str]| -> Result<Vec<String>> {
@@ -132,6 +126,48 @@ fn pi() -> Result<()> {
         eprintln!("pi: {engine} engine, {} images: aarch64 under qemu equals native", images.len());
     }
     Ok(())
+}
+
+/// The workspace root.
+pub(crate) fn root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// Cargo's target folder of the workspace.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), Into::into)
+}
+
+/// A workspace binary built as `cargo test --workspace --release` builds it (a no-op after
+/// `host`): `cargo build -p` would resolve other features and rebuild half the workspace.
+pub(crate) fn release_binary(name: &str) -> Result<PathBuf> {
+    cargo(&["test", "--workspace", "--release", "--no-run"])?;
+    Ok(target_dir().join("release").join(name))
+}
+
+/// `count` files of the test split (`../shared/data/split-seed0.json`), spread evenly over
+/// its class-ordered list so every class is there: `(name in the split, path)`.
+pub(crate) fn test_files(count: usize) -> Result<Vec<(String, PathBuf)>> {
+    let data = root().join("../shared/data");
+    let split_path = data.join("split-seed0.json");
+    let split: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&split_path).with_context(|| format!("reading {}", split_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", split_path.display()))?;
+    let files: Vec<&str> = split["test_files"]
+        .as_array()
+        .context("split has no test_files")?
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    if count == 0 || files.len() < count {
+        bail!("{} test files in the split, {count} wanted", files.len());
+    }
+    let step = files.len() / count;
+    Ok((0..count)
+        .map(|i| (files[i * step].to_string(), data.join("medical-mnist").join(files[i * step])))
+        .collect())
 }
 
 fn fuzz() -> Result<()> {

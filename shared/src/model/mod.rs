@@ -41,5 +41,8 @@ pub const ONNX_FILE: &str = "hybrid.onnx";
 pub const QUANTUM_HEAD_FILE: &str = "quantum-head.qmed";
 /// The integer CNN the firmware runs ([`IntCnn`]).
 pub const INT_CNN_FILE: &str = "cnn-int8.qmed";
+/// The circuit as an OpenQASM 3 program, parametric in the embedding angles
+/// ([`crate::quantum::qasm`]); for other toolchains and devices, not read by the runtimes.
+pub const CIRCUIT_QASM_FILE: &str = "circuit.qasm";
 /// The model card (JSON): metrics, provenance, and the size and SHA-256 of every file above.
 pub const MODEL_CARD_FILE: &str = "model-card.json";
