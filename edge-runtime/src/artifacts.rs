@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-pub use shared::model::{INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
+pub use shared::model::{FULL_ONNX_FILE, INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
 
 /// Why a model directory was refused.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,8 @@ pub struct Args {
     /// Model directory (hybrid.onnx, *.qmed, model-card.json); default: the workspace's models/.
     #[arg(long, global = true, value_name = "DIR")]
     model: Option<PathBuf>,
-    /// `float`: tract + f32 circuit; `fixed`: the firmware's integer model, bit for bit.
+    /// `float`: tract + f32 circuit; `onnx`: the whole model as one ONNX graph in tract;
+    /// `fixed`: the firmware's integer model, bit for bit.
     #[arg(long, global = true, value_enum, default_value_t = Kind::Float)]
     engine: Kind,
     /// Worker threads (default: all cores).
@@ -89,6 +90,7 @@ enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Kind {
     Float,
+    Onnx,
     Fixed,
 }
 
@@ -115,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // hash and, with `--verify`, the expected answers.
             (_, Command::Stream { .. }) | (Kind::Fixed, _) => EngineKind::Fixed,
             (Kind::Float, _) => EngineKind::Float,
+            (Kind::Onnx, _) => EngineKind::Onnx,
         },
         threads: args.threads.unwrap_or(defaults.threads),
         ..defaults

@@ -7,7 +7,7 @@ use shared::model::{
     FixedClassifier, FixedPrediction, IntCnn, QuantumHead, CLASSES, CLASS_NAMES, HEAD_FRAC_BITS,
 };
 use shared::proto::ModelHash;
-use shared::quantum::{Unitary, WIRES};
+use shared::quantum::Unitary;
 use std::path::Path;
 use tract_onnx::prelude::*;
 
@@ -17,7 +17,7 @@ type Plan = std::sync::Arc<TypedRunnableModel>;
 /// more than starting a thread costs.
 pub const IMAGES_PER_THREAD: usize = 64;
 
-/// The CNN compiled for one image and for `Options::batch` images.
+/// The ONNX graph compiled for one image and for `Options::batch` images.
 struct Plans {
     single: Plan,
     batched: Plan,
@@ -29,6 +29,9 @@ pub enum EngineKind {
     /// The ONNX CNN in tract, then the circuit and head in `f32`.
     #[default]
     Float,
+    /// The whole hybrid as one ONNX graph (`hybrid-full.onnx`: CNN, circuit folded into real
+    /// operators, head) in tract: what any ONNX runtime runs.
+    Onnx,
     /// The firmware's integer model (`shared::model::FixedClassifier`), bit for bit what an
     /// RP2040 answers for the same 64x64 pixels.
     Fixed,
@@ -148,14 +151,19 @@ impl Engine {
             .map_err(|source| LoadError::Artifact { path: dir.path(artifacts::INT_CNN_FILE), source })?;
         // The float engine alone needs the ONNX graph, but every engine verifies the whole set,
         // so `--engine fixed` refuses the same damaged directory the float engine does.
-        let onnx = dir.read_verified(artifacts::ONNX_FILE)?;
+        let encoder = dir.read_verified(artifacts::ONNX_FILE)?;
         let options = Options { threads: options.threads.max(1), batch: options.batch.max(1), ..*options };
-        let plans = match options.kind {
-            EngineKind::Float => {
-                let refused = |e: TractError| LoadError::Onnx {
-                    path: dir.path(artifacts::ONNX_FILE),
-                    reason: format!("{e:#}"),
-                };
+        let graph = match options.kind {
+            EngineKind::Float => Some((artifacts::ONNX_FILE, encoder)),
+            EngineKind::Onnx => {
+                Some((artifacts::FULL_ONNX_FILE, dir.read_verified(artifacts::FULL_ONNX_FILE)?))
+            }
+            EngineKind::Fixed => None,
+        };
+        let plans = match graph {
+            Some((file, onnx)) => {
+                let refused =
+                    |e: TractError| LoadError::Onnx { path: dir.path(file), reason: format!("{e:#}") };
                 let single = optimise(&onnx, 1).map_err(refused)?;
                 let batched = if options.batch == 1 {
                     single.clone()
@@ -164,7 +172,7 @@ impl Engine {
                 };
                 Some(Plans { single, batched })
             }
-            EngineKind::Fixed => None,
+            None => None,
         };
         let model_hash = ModelHash::of_artifacts(&int_cnn, &head_bytes);
         Ok(Self { options, plans, unitary: head.unitary(), head, int_cnn, model_hash })
@@ -210,8 +218,16 @@ impl Engine {
                 let batches = images.chunks_exact(self.options.batch);
                 let rest = batches.remainder().chunks(1).map(|image| (&plans.single, image));
                 let mut out = Vec::with_capacity(images.len());
+                let tract = |e: TractError| InferenceError::Tract(format!("{e:#}"));
                 for (plan, batch) in batches.map(|batch| (&plans.batched, batch)).chain(rest) {
-                    for angles in run_cnn(plan, batch).map_err(|e| InferenceError::Tract(format!("{e:#}")))? {
+                    if self.options.kind == EngineKind::Onnx {
+                        // The graph's first output is the logits.
+                        out.extend(
+                            run_graph(plan, batch).map_err(tract)?.into_iter().map(Prediction::from_logits),
+                        );
+                        continue;
+                    }
+                    for angles in run_graph(plan, batch).map_err(tract)? {
                         let expvals = self.unitary.expvals(&angles);
                         out.push(Prediction::from_logits(self.head.logits(&expvals)));
                     }
@@ -254,19 +270,21 @@ fn optimise(onnx: &[u8], batch: usize) -> TractResult<Plan> {
     model.into_optimized()?.into_runnable()
 }
 
-fn run_cnn(plan: &Plan, images: &[Image]) -> TractResult<Vec<[f32; WIRES]>> {
+/// The graph's first output for `images`, one row of `N` values each (the encoder's angles,
+/// or the whole model's logits).
+fn run_graph<const N: usize>(plan: &Plan, images: &[Image]) -> TractResult<Vec<[f32; N]>> {
     let mut input = Vec::with_capacity(images.len() * PIXELS);
     for image in images {
         input.extend(image.pixels().iter().map(|&p| f32::from(p) / 255.0));
     }
     let input = Tensor::from_shape(&[images.len(), 1, SIDE, SIDE], &input)?;
     let outputs = plan.run(tvec!(input.into_tvalue()))?;
-    let angles = outputs[0].to_plain_array_view::<f32>()?;
-    if angles.shape() != [images.len(), WIRES] {
-        anyhow::bail!("the graph returned shape {:?}, expected [{}, {WIRES}]", angles.shape(), images.len());
+    let rows = outputs[0].to_plain_array_view::<f32>()?;
+    if rows.shape() != [images.len(), N] {
+        anyhow::bail!("the graph returned shape {:?}, expected [{}, {N}]", rows.shape(), images.len());
     }
-    Ok(angles.as_slice().map_or_else(
-        || angles.outer_iter().map(|row| std::array::from_fn(|i| row[i])).collect(),
-        |flat| flat.chunks_exact(WIRES).map(|c| std::array::from_fn(|i| c[i])).collect(),
+    Ok(rows.as_slice().map_or_else(
+        || rows.outer_iter().map(|row| std::array::from_fn(|i| row[i])).collect(),
+        |flat| flat.chunks_exact(N).map(|c| std::array::from_fn(|i| c[i])).collect(),
     ))
 }

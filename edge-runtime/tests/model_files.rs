@@ -1,5 +1,5 @@
 use crate::common::{models, scratch};
-use edge_runtime::artifacts::{INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
+use edge_runtime::artifacts::{FULL_ONNX_FILE, INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
 use edge_runtime::{Engine, EngineKind, LoadError, Options};
 use std::path::{Path, PathBuf};
 
@@ -38,10 +38,31 @@ fn reseal(dir: &Path, file: &str) {
 }
 
 #[test]
-fn the_committed_model_loads_in_both_engines() {
+fn the_committed_model_loads_in_every_engine() {
     let dir = copy_models("intact");
     load(&dir).expect("float");
+    Engine::load(&dir, &Options { kind: EngineKind::Onnx, ..Options::default() }).expect("onnx");
     Engine::load(&dir, &Options { kind: EngineKind::Fixed, ..Options::default() }).expect("fixed");
+}
+
+#[test]
+fn the_whole_model_graph_is_verified_and_parsed() {
+    let onnx = Options { kind: EngineKind::Onnx, ..Options::default() };
+    let dir = copy_models("damaged-full-onnx");
+    let path = dir.join(FULL_ONNX_FILE);
+    let mut bytes = std::fs::read(&path).expect("hybrid-full.onnx");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("damage");
+    let err = Engine::load(&dir, &onnx).expect_err("refused");
+    assert!(matches!(err, LoadError::Mismatch { what: "sha256", .. }), "{err}");
+    assert!(err.to_string().contains(FULL_ONNX_FILE), "{err}");
+    // The other engines do not read it.
+    load(&dir).expect("float engine without the whole-model graph");
+
+    std::fs::remove_file(&path).expect("remove");
+    let err = Engine::load(&dir, &onnx).expect_err("missing file refused");
+    assert!(err.to_string().contains(FULL_ONNX_FILE), "{err}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The same images give the same answers everywhere: the trainer's burn model, the `shared`
-//! float path, the edge runtime (tract, both engines), and the integer path the firmware runs
+//! float path, the edge runtime (tract; the encoder + `shared`, the whole model as one ONNX
+//! graph, and the integer engine), and the integer path the firmware runs
 //! (the firmware itself is compared with it bit for bit under QEMU: `cargo xtask firmware`).
 //!
 //! Real test-split images from `../shared/data` (beside the workspace) and the committed model
@@ -126,4 +127,33 @@ fn edge_runtime_reproduces_the_trainer_and_the_integer_model() {
         let direct = classifier.classify(input.pixels(), &mut scratch).expect("64x64");
         assert_eq!(prediction.class, usize::from(direct.class), "--engine fixed is the firmware's code");
     }
+}
+
+#[test]
+fn whole_model_onnx_equals_encoder_then_shared_on_the_test_split() {
+    use edge_runtime::{Engine, EngineKind, Image, Options};
+    let root = workspace().join("../shared/data/medical-mnist");
+    let listing = Listing::scan(&root).expect("data set lists");
+    let split =
+        Split::from_file(&root.with_file_name("split-seed0.json"), &listing).expect("split-seed0.json");
+    let (images, report) = data::decode(&listing, &split.test).expect("decode");
+    assert!(report.skipped.is_empty(), "unreadable test images: {:?}", report.skipped);
+    assert_eq!(images.len(), 11_791);
+    let inputs: Vec<Image> =
+        (0..images.len()).map(|i| Image::from_pixels(images.image(i).to_vec()).expect("64x64")).collect();
+    let models = workspace().join("models");
+    let options = Options { batch: 64, ..Options::default() };
+    let split_engines = Engine::load(&models, &options).expect("encoder + shared");
+    let whole =
+        Engine::load(&models, &Options { kind: EngineKind::Onnx, ..options }).expect("hybrid-full.onnx");
+    let (want, got) =
+        (split_engines.classify(&inputs).expect("float"), whole.classify(&inputs).expect("onnx"));
+    let mut worst = 0.0f32;
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w.class, g.class, "one graph and two stages disagree on a class");
+        worst =
+            w.probabilities.iter().zip(&g.probabilities).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+    }
+    assert!(worst < 1e-5, "hybrid-full.onnx differs from the encoder + shared by {worst}");
+    eprintln!("hybrid-full.onnx on {} test images: largest probability difference {worst:.1e}", got.len());
 }

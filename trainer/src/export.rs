@@ -1,5 +1,6 @@
 //! Export of a trained hybrid into `models/`:
 //! - `hybrid.onnx`: the encoder, image `[N, 1, 64, 64]` f32 (pixels / 255) -> angles `[N, 4]`;
+//! - `hybrid-full.onnx`: the whole model in one graph, image -> logits, probabilities `[N, 6]`;
 //! - `quantum-head.qmed`: circuit weights and the 4 -> classes head, f32 and fixed point
 //!   (`shared::model::QuantumHead`);
 //! - `cnn-int8.qmed`: the encoder quantised to int8 for microcontrollers (`shared::model::IntCnn`),
@@ -24,7 +25,9 @@ use crate::metrics::RunMetrics;
 use crate::model::{Model, ModelConfig};
 use crate::training::{read_json, write_atomically, write_json, TrainingError};
 
-pub use shared::model::{CIRCUIT_QASM_FILE, INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE};
+pub use shared::model::{
+    CIRCUIT_QASM_FILE, FULL_ONNX_FILE, INT_CNN_FILE, MODEL_CARD_FILE, ONNX_FILE, QUANTUM_HEAD_FILE,
+};
 /// The burn weights of a trained model (burnpack), beside [`MODEL_DESCRIPTION_FILE`].
 pub const MODEL_WEIGHTS_FILE: &str = "model.bpk";
 /// What a [`MODEL_WEIGHTS_FILE`] holds: the model configuration and the class names.
@@ -40,6 +43,8 @@ pub enum ExportFailure {
     Weights { path: PathBuf, source: RecordError },
     #[error(transparent)]
     Integer(#[from] IntegerError),
+    #[error("whole-model ONNX: {0}")]
+    FullOnnx(#[from] crate::full_onnx::FullOnnxError),
     #[error("OpenQASM export: {0}")]
     Qasm(#[from] crate::hardware::HardwareError),
 }
@@ -166,6 +171,7 @@ pub fn export_run(
 
     let onnx = encoder_onnx(&model, device)?;
     write_atomically(&out_dir.join(ONNX_FILE), &onnx)?;
+    write_atomically(&out_dir.join(FULL_ONNX_FILE), &crate::full_onnx::hybrid_onnx(&onnx, &head)?)?;
     write_atomically(&out_dir.join(QUANTUM_HEAD_FILE), &head.encode_to_vec())?;
     write_atomically(&out_dir.join(INT_CNN_FILE), &int_cnn_bytes)?;
     write_atomically(&out_dir.join(CIRCUIT_QASM_FILE), crate::hardware::circuit_qasm3(&head)?.as_bytes())?;
@@ -173,6 +179,10 @@ pub fn export_run(
 
     let files = [
         (ONNX_FILE, "encoder: image [N,1,64,64] f32 = gray u8 / 255 -> angles [N,4] (opset 18)"),
+        (
+            FULL_ONNX_FILE,
+            "the whole hybrid: image [N,1,64,64] f32 = gray u8 / 255 -> logits, probabilities [N,6] (opset 18)",
+        ),
         (
             QUANTUM_HEAD_FILE,
             "4-qubit circuit (4 StronglyEntanglingLayers, X embedding) and the 4 -> 6 head, f32 + fixed point (shared::model::QuantumHead)",

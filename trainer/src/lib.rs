@@ -3,12 +3,13 @@
 //! Layout as burn's `examples/guide`: [`data`] (files -> u8 images -> batches), [`model`] (the
 //! hybrid and the CNN baseline, [`circuit`] being the quantum layer), [`training`] (the loop
 //! and checkpoints), [`metrics`] and [`plot`] (a run's figures and pictures), [`export`] (ONNX
-//! encoder, model card), [`integer`] (the `shared` artifacts: circuit + head, int8 encoder) and
+//! encoder, model card), [`full_onnx`] (the whole hybrid as one ONNX graph), [`integer`] (the `shared` artifacts: circuit + head, int8 encoder) and
 //! [`hardware`] (the circuit under shot and gate noise, as a quantum device would run it).
 
 pub mod circuit;
 pub mod data;
 pub mod export;
+pub mod full_onnx;
 pub mod hardware;
 pub mod integer;
 pub mod metrics;

@@ -5,15 +5,15 @@
 //! - `pi`: cross-builds `edge-runtime` for a Raspberry Pi (aarch64) and checks its output
 //!   under `qemu-aarch64` equals the native build's;
 //! - `no-std`: `shared` builds for the RP2040 target without std;
-//! - `qasm`: Qiskit loads the trained circuit's OpenQASM 3 and 2.0 export and reproduces its
-//!   `<Z_i>` on test images (see `qasm.rs`);
+//! - `interop`: Qiskit runs the trained circuit's OpenQASM export and onnxruntime the
+//!   whole-model ONNX, and both reproduce this project's answers (see `interop.rs`);
 //! - `firmware`: builds the firmware (QEMU and Pico), prints flash/RAM, streams test images
 //!   through the QEMU build and checks every answer against the host (see `firmware.rs`);
 //! - `firmware-size`: only the builds and the flash/RAM figures;
 //! - `fuzz`: the cargo-fuzz targets (own workspace) type-check on stable.
 
 mod firmware;
-mod qasm;
+mod interop;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ fn run(job: &str) -> Result<()> {
             no_std()?;
             host()?;
             pi()?;
-            qasm::run()?;
+            interop::run()?;
             fuzz()?;
             firmware::run()
         }
@@ -49,9 +49,9 @@ fn run(job: &str) -> Result<()> {
         "firmware" => firmware::run(),
         "firmware-size" => firmware::sizes(),
         "fuzz" => fuzz(),
-        "qasm" => qasm::run(),
+        "interop" => interop::run(),
         other => {
-            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, qasm, firmware, firmware-size, fuzz)")
+            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, interop, firmware, firmware-size, fuzz)")
         }
     }
 }

@@ -37,6 +37,9 @@ pub const CLASS_NAMES: [&str; CLASSES] = ["AbdomenCT", "BreastMRI", "CXR", "Ches
 // The files of a model directory (`models/`): the trainer writes them, the runtimes read them.
 /// The CNN part as ONNX: image `[N, 1, 64, 64]` f32 (gray / 255) -> angles `[N, 4]`.
 pub const ONNX_FILE: &str = "hybrid.onnx";
+/// The whole hybrid as one ONNX graph: image `[N, 1, 64, 64]` f32 -> `logits` and
+/// `probabilities` `[N, 6]` (the circuit and head folded into real operators).
+pub const FULL_ONNX_FILE: &str = "hybrid-full.onnx";
 /// The circuit weights and the head ([`QuantumHead`]).
 pub const QUANTUM_HEAD_FILE: &str = "quantum-head.qmed";
 /// The integer CNN the firmware runs ([`IntCnn`]).

@@ -54,6 +54,14 @@ impl<T: Real> Unitary<T> {
         self.rotation
     }
 
+    /// `V = U D` column by column, `(re, im)` with `re[k][j] = Re V[j][k]`. For the X and Y
+    /// embeddings the final state is exactly `V r`, `r` the real product vector with
+    /// `r_k = prod_i (bit_i(k) ? sin(x_i/2) : cos(x_i/2))` (wire 0 the most significant bit),
+    /// so these two real matrices are the whole circuit for an exporter.
+    pub fn folded_columns(&self) -> (&[[T; DIM]; DIM], &[[T; DIM]; DIM]) {
+        (&self.re, &self.im)
+    }
+
     /// The matrix element `U[row][col]` (indices taken mod 16).
     pub fn get(&self, row: usize, col: usize) -> Complex<T> {
         let (row, col) = (row % DIM, col % DIM);

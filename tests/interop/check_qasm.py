@@ -20,8 +20,8 @@ qubit 0 rightmost, so <Z_k> uses the label "I"*(3-k) + "Z" + "I"*k and bit k of 
 key[3 - k].
 
 Run (see requirements.txt beside this file):
-    pip install -r tests/qiskit/requirements.txt
-    python3 tests/qiskit/check_qasm.py DIR [--shots 10000] [--seed 0]
+    pip install -r tests/interop/requirements.txt
+    python3 tests/interop/check_qasm.py DIR [--shots 10000] [--seed 0]
 """
 import argparse
 import json
