@@ -40,7 +40,7 @@ fn main() {
         "{:<6} {:>7} {:<14} {:>12} {:>10} {:>10}",
         "engine", "threads", "mode", "images/s", "p50 ms", "p99 ms"
     );
-    for kind in [EngineKind::Float, EngineKind::Fixed] {
+    for kind in [EngineKind::Float, EngineKind::Onnx, EngineKind::Fixed] {
         for threads in [1, all] {
             let engine = Engine::load(root.join("models"), &Options { kind, threads, ..Options::default() })
                 .expect("model");

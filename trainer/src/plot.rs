@@ -79,6 +79,53 @@ fn render(
     image.save(path).map_err(|source| PlotError::Encode { path: path.to_path_buf(), source })
 }
 
+/// A chart of `f64` points on linear or logarithmic axes.
+type Chart<'a, 'b, X, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>;
+
+/// One line with a dot at each point, in the legend as `label` when there is text.
+fn draw_line<X, Y>(
+    chart: &mut Chart<'_, '_, X, Y>,
+    label: &str,
+    points: &[(f64, f64)],
+    colour: RGBColor,
+    text: bool,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let drawn = chart
+        .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+        .map_err(|e| e.to_string())?;
+    if text {
+        drawn
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
+    chart
+        .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The legend of every labelled series, boxed, at `position`.
+fn draw_legend<'a, 'b: 'a, X, Y>(
+    chart: &mut Chart<'a, 'b, X, Y>,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// Validation accuracy and training loss per epoch, side by side.
 ///
 /// # Errors
@@ -129,26 +176,10 @@ pub fn learning_curves(path: &Path, epochs: &[EpochRecord]) -> Result<(), PlotEr
             }
             mesh.draw().map_err(|e| e.to_string())?;
             for (label, points, color) in lines {
-                let drawn = chart
-                    .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
-                    .map_err(|e| e.to_string())?;
-                if text {
-                    drawn
-                        .label(label)
-                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-                }
-                chart
-                    .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                    .map_err(|e| e.to_string())?;
+                draw_line(&mut chart, label, points, color, text)?;
             }
             if text {
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .position(SeriesLabelPosition::LowerRight)
-                    .draw()
-                    .map_err(|e| e.to_string())?;
+                draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
             }
         }
         Ok(())
@@ -330,27 +361,11 @@ pub fn noise_curves(path: &Path, report: &NoiseReport) -> Result<(), PlotError> 
                     });
                 }
             }
-            for ((label, points), colour) in lines.iter().zip(PALETTE.iter().cycle()) {
-                let drawn = chart
-                    .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
-                    .map_err(|e| e.to_string())?;
-                if text {
-                    drawn.label(label.as_str()).legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
-                    });
-                }
-                chart
-                    .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
-                    .map_err(|e| e.to_string())?;
+            for ((label, points), &colour) in lines.iter().zip(PALETTE.iter().cycle()) {
+                draw_line(&mut chart, label, points, colour, text)?;
             }
             if text {
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .position(SeriesLabelPosition::LowerLeft)
-                    .draw()
-                    .map_err(|e| e.to_string())?;
+                draw_legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
             }
         }
         Ok(())

@@ -2,24 +2,18 @@
 //! model's classes, enough shots converge on them, full depolarization and readout noise
 //! leave only the head's bias; and `models/circuit.qasm` is the committed circuit.
 //!
-//! Needs the data set, as `training.rs` does (`TRAINER_DATA` or `../shared/data/medical-mnist`).
+//! Needs the data set (`common::data_dir`).
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use shared::model::{QuantumHead, CIRCUIT_QASM_FILE, QUANTUM_HEAD_FILE};
-use trainer::data::{self, Listing, Split};
+use trainer::data;
 use trainer::export;
 use trainer::hardware::{self, Grid};
 use trainer::integer;
 
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("TRAINER_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/medical-mnist"));
-    assert!(dir.is_dir(), "data set not found at {} (set TRAINER_DATA)", dir.display());
-    dir
-}
+mod common;
 
 fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
@@ -27,14 +21,7 @@ fn models_dir() -> PathBuf {
 
 #[test]
 fn committed_model_under_shots_and_noise() {
-    let root = data_dir();
-    let listing = Listing::scan(&root).expect("data set lists");
-    let split_file = root.parent().map(|p| p.join("split-seed0.json")).filter(|p| p.exists());
-    let split = match split_file {
-        Some(path) => Split::from_file(&path, &listing).expect("split file"),
-        None => Split::stratified(&listing, 0.2, 0),
-    }
-    .limit_per_class(&listing, 80, 0);
+    let (_, split) = common::split(80);
     let data::SplitImages { images, test, .. } =
         data::decode_split(&listing, &[], &split.test).expect("decode");
     assert_eq!(test.len(), 120);

@@ -5,31 +5,16 @@
 //! Needs the data set: `../shared/data/medical-mnist` beside the workspace, or `TRAINER_DATA`;
 //! without it the test fails, naming where it looked (a silent pass would assert nothing).
 
-use std::path::PathBuf;
-
 use burn::tensor::Device;
-use trainer::data::{self, Listing, Split};
+use trainer::data;
 use trainer::model::ModelConfig;
 use trainer::training::{self, TrainingConfig, TrainingSetup};
 
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("TRAINER_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/medical-mnist"));
-    assert!(dir.is_dir(), "data set not found at {} (set TRAINER_DATA)", dir.display());
-    dir
-}
+mod common;
 
 #[test]
 fn short_real_training_run_learns_and_resumes() {
-    let root = data_dir();
-    let listing = Listing::scan(&root).expect("data set lists");
-    let split_file = root.parent().map(|p| p.join("split-seed0.json")).filter(|p| p.exists());
-    let split = match split_file {
-        Some(path) => Split::from_file(&path, &listing).expect("split file"),
-        None => Split::stratified(&listing, 0.2, 0),
-    }
-    .limit_per_class(&listing, 300, 0);
+    let (listing, split) = common::split(300);
     let data::SplitImages { images, train, test, report } =
         data::decode_split(&listing, &split.train, &split.test).expect("decode");
     assert!(report.skipped.is_empty());

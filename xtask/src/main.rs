@@ -1,7 +1,8 @@
 //! `cargo xtask <job>`: the project's checks, runnable locally exactly as CI runs them.
 //!
 //! - `test`: everything below, in order (the README's test command);
-//! - `host`: `cargo test --workspace`;
+//! - `host`: `cargo test --workspace --release` (with the trainer's wgpu backend, its tests on
+//!   Mesa's lavapipe where there is no GPU);
 //! - `pi`: cross-builds `edge-runtime` for a Raspberry Pi (aarch64) and checks its output
 //!   under `qemu-aarch64` equals the native build's;
 //! - `no-std`: `shared` builds for the RP2040 target without std;
@@ -10,7 +11,9 @@
 //! - `firmware`: builds the firmware (QEMU and Pico), prints flash/RAM, streams test images
 //!   through the QEMU build and checks every answer against the host (see `firmware.rs`);
 //! - `firmware-size`: only the builds and the flash/RAM figures;
-//! - `fuzz`: the cargo-fuzz targets (own workspace) type-check on stable.
+//! - `fuzz`: the cargo-fuzz targets (own workspace) type-check on stable;
+//! - `gpu`: only the wgpu tests of `host`: burn's wgpu backend matches the CPU backend
+//!   (losses, gradients, `trainer predict`).
 
 mod firmware;
 mod interop;
@@ -49,15 +52,46 @@ fn run(job: &str) -> Result<()> {
         "firmware" => firmware::run(),
         "firmware-size" => firmware::sizes(),
         "fuzz" => fuzz(),
+        "gpu" => gpu(),
         "interop" => interop::run(),
         other => {
-            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, interop, firmware, firmware-size, fuzz)")
+            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, interop, firmware, firmware-size, fuzz, gpu)")
         }
     }
 }
 
+/// Every workspace test in release mode, the trainer's wgpu backend compiled in: one feature
+/// set for all jobs, since a second one (`-p`, or without wgpu) would rebuild half of burn.
+const WORKSPACE_TESTS: [&str; 5] = ["test", "--workspace", "--release", "--features", "trainer/wgpu"];
+
 fn host() -> Result<()> {
-    cargo(&["test", "--workspace", "--release"])
+    workspace_tests(&[])
+}
+
+/// `cargo test` with [`WORKSPACE_TESTS`] and `extra`. Where no GPU driver is chosen
+/// (`VK_DRIVER_FILES` unset) and Mesa's lavapipe is installed (Debian `mesa-vulkan-drivers`),
+/// the wgpu tests run on it: Vulkan on the CPU, slow, but the same shaders a GPU runs.
+fn workspace_tests(extra: &[&str]) -> Result<()> {
+    let args = [&WORKSPACE_TESTS[..], extra].concat();
+    eprintln!("+ cargo {}", args.join(" "));
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(&args);
+    if std::env::var_os("VK_DRIVER_FILES").is_none() {
+        let lavapipe = std::fs::read_dir("/usr/share/vulkan/icd.d")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .find(|path| path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("lvp_icd.")));
+        if let Some(lavapipe) = lavapipe {
+            command.env("VK_DRIVER_FILES", lavapipe).env("CUBECL_WGPU_DEFAULT_DEVICE", "Cpu");
+        }
+    }
+    let status = command.status().context("running cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
 
 fn no_std() -> Result<()> {
@@ -139,10 +173,10 @@ pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), Into::into)
 }
 
-/// A workspace binary built as `cargo test --workspace --release` builds it (a no-op after
-/// `host`): `cargo build -p` would resolve other features and rebuild half the workspace.
+/// A workspace binary built as [`WORKSPACE_TESTS`] builds it (a no-op after `host`):
+/// `cargo build -p` would resolve other features and rebuild half the workspace.
 pub(crate) fn release_binary(name: &str) -> Result<PathBuf> {
-    cargo(&["test", "--workspace", "--release", "--no-run"])?;
+    workspace_tests(&["--no-run"])?;
     Ok(target_dir().join("release").join(name))
 }
 
@@ -168,6 +202,12 @@ pub(crate) fn test_files(count: usize) -> Result<Vec<(String, PathBuf)>> {
     Ok((0..count)
         .map(|i| (files[i * step].to_string(), data.join("medical-mnist").join(files[i * step])))
         .collect())
+}
+
+/// The wgpu training path against the CPU one alone (`trainer/tests/wgpu.rs`; `host` runs it
+/// too).
+fn gpu() -> Result<()> {
+    workspace_tests(&["--test", "wgpu"])
 }
 
 fn fuzz() -> Result<()> {
