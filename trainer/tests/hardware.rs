@@ -21,7 +21,7 @@ fn models_dir() -> PathBuf {
 
 #[test]
 fn committed_model_under_shots_and_noise() {
-    let (_, split) = common::split(80);
+    let (listing, split) = common::split(80);
     let data::SplitImages { images, test, .. } =
         data::decode_split(&listing, &[], &split.test).expect("decode");
     assert_eq!(test.len(), 120);
