@@ -9,7 +9,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use trainer::data::{self, Images};
 use trainer::model::{Model, ModelConfig};
@@ -35,7 +35,7 @@ struct GradientValues<'a> {
 impl ModuleVisitor for GradientValues<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let grad = self.grads.get::<D>(param.id).expect("every parameter has a gradient");
-        self.values.push(grad.into_data().convert::<f32>().to_vec::<f32>().expect("f32 gradient"));
+        self.values.push(grad.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 gradient"));
     }
 }
 
