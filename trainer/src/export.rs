@@ -43,9 +43,9 @@ pub enum ExportFailure {
     Weights { path: PathBuf, source: RecordError },
     #[error(transparent)]
     Integer(#[from] IntegerError),
-    #[error("whole-model ONNX: {0}")]
+    #[error(transparent)]
     FullOnnx(#[from] crate::full_onnx::FullOnnxError),
-    #[error("OpenQASM export: {0}")]
+    #[error(transparent)]
     Qasm(#[from] crate::hardware::HardwareError),
 }
 

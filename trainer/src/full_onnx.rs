@@ -36,7 +36,7 @@ pub enum FullOnnxError {
     Parse(String),
     #[error("the encoder's ONNX {0}")]
     Shape(&'static str),
-    #[error("the circuit: {0}")]
+    #[error(transparent)]
     Circuit(#[from] shared::quantum::Error),
     #[error("{0:?} embedding has no real product form; only X and Y export")]
     Rotation(Rotation),

@@ -92,7 +92,7 @@ pub const NOISE_MODEL: &str =
 
 #[derive(Debug, thiserror::Error)]
 pub enum HardwareError {
-    #[error("the circuit: {0}")]
+    #[error(transparent)]
     Circuit(#[from] shared::quantum::Error),
     #[error("{0} angles for {1} labels")]
     Length(usize, usize),

@@ -127,7 +127,8 @@ struct NoiseArgs {
     #[arg(long, default_value = "runs/noise")]
     out: PathBuf,
     /// Shots per image (exact expectations are always evaluated too).
-    #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000, 10000])]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..),
+          default_values_t = [10, 100, 1000, 10000])]
     shots: Vec<u32>,
     /// Depolarizing probabilities after each gate.
     #[arg(long, value_delimiter = ',', default_values_t = [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.03, 0.05, 0.1])]
