@@ -1,9 +1,12 @@
-//! Where a training epoch's time goes, per encoder design: batching, forward, backward,
-//! optimizer, and the circuit alone. Prints a table; `cargo bench -p trainer --bench epoch`.
+//! Where a training epoch's time goes, per encoder design: batching, forward, backward and
+//! optimizer of one whole batch (burn's kernels alone spreading it over the threads), then the
+//! trainer's own step (`training::batch_gradients`, the batch split across one model copy per
+//! thread) and the epoch time it gives; the circuit alone last. Prints a table;
+//! `cargo bench -p trainer --bench epoch`.
 //!
 //! Uses synthetic images (timings do not depend on pixel values), so it runs without the data
 //! set. `BENCH_THREADS` fixes the rayon pool size (default: all cores); `BENCH_FILTER` keeps
-//! the designs whose name contains it.
+//! the designs whose name contains it; `BENCH_BATCH` changes the batch size (default 32).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -15,8 +18,8 @@ use burn::tensor::{Device, Tensor};
 use trainer::circuit::Circuit;
 use trainer::data::{self, Images, IMAGE_PIXELS};
 use trainer::model::{ConvBlockConfig, ModelConfig, ModelKind};
+use trainer::training;
 
-const BATCH: usize = 32;
 /// Training images per epoch on split-seed0.
 const EPOCH_IMAGES: usize = 47_163;
 const STEPS: usize = 60;
@@ -26,35 +29,40 @@ fn main() {
     if let Some(threads) = std::env::var("BENCH_THREADS").ok().and_then(|t| t.parse().ok()) {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("rayon pool");
     }
+    let batch_size = std::env::var("BENCH_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(32);
     let device = Device::flex().autodiff();
-    let images = synthetic_images(BATCH * 8);
-    println!("threads {}, batch {BATCH}, {STEPS} steps after {WARMUP} warm-up", rayon::current_num_threads());
+    let images = synthetic_images(batch_size * 8);
+    let threads = rayon::current_num_threads();
+    println!("threads {threads}, batch {batch_size}, {STEPS} steps after {WARMUP} warm-up");
     println!(
-        "{:<34} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
-        "design", "params", "batch", "fwd", "bwd", "optim", "step", "s/epoch"
+        "{:<38} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12} {:>9}",
+        "design", "params", "batch", "fwd", "bwd", "optim", "step", "trainer step", "s/epoch"
     );
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     for (name, config) in designs().into_iter().filter(|(name, _)| name.contains(&filter)) {
-        let timing = time_steps(&config, &images, &device);
+        let timing = time_phases(&config, &images, batch_size, &device);
+        let step = time_trainer_steps(&config, &images, batch_size, threads, &device);
         println!(
-            "{name:<34} {:>7} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>9.1}",
+            "{name:<38} {:>7} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>10.2}ms {:>9.1}",
             timing.params,
             ms(timing.batch),
             ms(timing.forward),
             ms(timing.backward),
             ms(timing.optimizer),
             ms(timing.step()),
-            timing.step().as_secs_f64() * (EPOCH_IMAGES as f64 / BATCH as f64)
+            ms(step),
+            step.as_secs_f64() * (EPOCH_IMAGES as f64 / batch_size as f64)
         );
     }
-    let circuit = time_circuit(&device);
-    println!("circuit alone (4 layers, batch {BATCH}), forward + backward: {:.3} ms", ms(circuit));
+    let circuit = time_circuit(batch_size, &device);
+    println!("circuit alone (4 layers, batch {batch_size}), forward + backward: {:.3} ms", ms(circuit));
 }
 
 fn designs() -> Vec<(&'static str, ModelConfig)> {
     let hybrid = |blocks| ModelConfig::new(ModelKind::Hybrid, 6, blocks, 4);
     vec![
-        ("default: k6s4 8 | s2 16 | 32p", ModelConfig::hybrid(6)),
+        ("hybrid (default): k6s4 8 | s2 16 | 32p", ModelConfig::hybrid(6)),
+        ("hybrid-paper: 16p | 32p (full res)", ModelConfig::hybrid_paper(6)),
         (
             "spike: 8p | 16p | 32p (full res)",
             hybrid(vec![
@@ -137,7 +145,8 @@ impl Timing {
     }
 }
 
-fn time_steps(config: &ModelConfig, images: &Images, device: &Device) -> Timing {
+/// Each phase of a step on the whole batch, one model.
+fn time_phases(config: &ModelConfig, images: &Images, batch_size: usize, device: &Device) -> Timing {
     let mut model = config.init(device);
     let params = model.num_params();
     let mut optimizer = AdamConfig::new().init();
@@ -151,7 +160,7 @@ fn time_steps(config: &ModelConfig, images: &Images, device: &Device) -> Timing 
     };
     let indices: Vec<usize> = (0..images.len()).collect();
     for step in 0..WARMUP + STEPS {
-        let chunk = &indices[(step * BATCH) % images.len()..][..BATCH];
+        let chunk = &indices[(step * batch_size) % images.len()..][..batch_size];
         let t0 = Instant::now();
         let batch = data::batch(images, chunk, device);
         let t1 = Instant::now();
@@ -181,10 +190,35 @@ fn time_steps(config: &ModelConfig, images: &Images, device: &Device) -> Timing 
     }
 }
 
-fn time_circuit(device: &Device) -> Duration {
+/// The trainer's step: `batch_gradients` with one replica per thread, then Adam.
+fn time_trainer_steps(
+    config: &ModelConfig,
+    images: &Images,
+    batch_size: usize,
+    replicas: usize,
+    device: &Device,
+) -> Duration {
+    let mut model = config.init(device);
+    let mut optimizer = AdamConfig::new().init();
+    let indices: Vec<usize> = (0..images.len()).collect();
+    let mut elapsed = Duration::ZERO;
+    for step in 0..WARMUP + STEPS {
+        let chunk = &indices[(step * batch_size) % images.len()..][..batch_size];
+        let start = Instant::now();
+        let gradients = training::batch_gradients(&model, images, chunk, replicas, device);
+        model = optimizer.step(1e-3, model, gradients.grads);
+        black_box(gradients.loss);
+        if step >= WARMUP {
+            elapsed += start.elapsed();
+        }
+    }
+    elapsed / STEPS as u32
+}
+
+fn time_circuit(batch_size: usize, device: &Device) -> Duration {
     device.seed(0);
     let circuit = Circuit::new(4, device);
-    let angles = Tensor::<2>::random([BATCH, 4], burn::tensor::Distribution::Uniform(-3.0, 3.0), device)
+    let angles = Tensor::<2>::random([batch_size, 4], burn::tensor::Distribution::Uniform(-3.0, 3.0), device)
         .require_grad();
     let run = || {
         let grads = circuit.forward(angles.clone()).sum().backward();

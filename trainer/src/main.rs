@@ -15,7 +15,7 @@ use trainer::data::{self, DecodeReport, Listing, Split, SplitImages};
 use trainer::export::{self, ModelDescription, Provenance};
 use trainer::hardware;
 use trainer::metrics::{Evaluation, RunMetrics};
-use trainer::model::{ModelConfig, ModelKind};
+use trainer::model::ModelConfig;
 use trainer::plot;
 use trainer::training::{self, TrainingConfig, TrainingSetup};
 
@@ -162,8 +162,31 @@ struct QasmArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ModelArg {
+    /// The compact hybrid (8,234 parameters).
     Hybrid,
+    /// The paper's hybrid (37,650 parameters).
+    HybridPaper,
+    /// The classical CNN baseline (482,838 parameters).
     Cnn,
+}
+
+impl ModelArg {
+    fn config(self, classes: usize) -> ModelConfig {
+        match self {
+            Self::Hybrid => ModelConfig::hybrid(classes),
+            Self::HybridPaper => ModelConfig::hybrid_paper(classes),
+            Self::Cnn => ModelConfig::cnn(classes),
+        }
+    }
+
+    /// The run folder it trains into by default.
+    fn run_dir(self) -> &'static str {
+        match self {
+            Self::Hybrid => "runs/hybrid",
+            Self::HybridPaper => "runs/hybrid-paper",
+            Self::Cnn => "runs/cnn",
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -234,16 +257,7 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
-    let kind = match args.model {
-        ModelArg::Hybrid => ModelKind::Hybrid,
-        ModelArg::Cnn => ModelKind::Cnn,
-    };
-    let run_dir = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(match kind {
-            ModelKind::Hybrid => "runs/hybrid",
-            ModelKind::Cnn => "runs/cnn",
-        })
-    });
+    let run_dir = args.out.clone().unwrap_or_else(|| PathBuf::from(args.model.run_dir()));
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let wall = Instant::now();
 
@@ -275,7 +289,7 @@ fn train(args: TrainArgs) -> Result<()> {
         let epochs = args.epochs.unwrap_or(saved.epochs);
         saved.with_epochs(epochs)
     } else {
-        TrainingConfig::new(ModelConfig::for_kind(kind, listing.classes.len()))
+        TrainingConfig::new(args.model.config(listing.classes.len()))
             .with_epochs(args.epochs.unwrap_or(10))
             .with_batch_size(args.batch_size)
             .with_learning_rate(args.lr)
@@ -285,7 +299,8 @@ fn train(args: TrainArgs) -> Result<()> {
 
     let device = device(args.device)?.autodiff();
     let parameters = config.model.init(&device).param_count();
-    eprintln!("model: {kind:?}, {parameters} parameters; {} threads", rayon::current_num_threads());
+    let name = args.model.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
+    eprintln!("model: {name}, {parameters} parameters; {} threads", rayon::current_num_threads());
     let setup = TrainingSetup {
         images: &images,
         train: &train,
@@ -305,7 +320,7 @@ fn train(args: TrainArgs) -> Result<()> {
     export::save_model(&run_dir, &model, &description)?;
 
     let metrics = RunMetrics {
-        model: format!("{kind:?}").to_lowercase(),
+        model: name,
         parameters,
         classes: listing.classes.clone(),
         split: split.source.clone(),

@@ -76,11 +76,15 @@ impl ModelConfig {
         Self::new(ModelKind::Cnn, classes, blocks, 112)
     }
 
-    pub fn for_kind(kind: ModelKind, classes: usize) -> Self {
-        match kind {
-            ModelKind::Hybrid => Self::hybrid(classes),
-            ModelKind::Cnn => Self::cnn(classes),
-        }
+    /// The hybrid of the paper this project follows, as its PennyLane + torch code builds it:
+    /// conv 3x3 (16) + max-pool 2 -> conv 3x3 (32) + max-pool 2 -> linear 8,192 -> 4, the
+    /// 4-layer circuit, linear 4 -> 6: 37,650 parameters, most of them in the linear layer.
+    pub fn hybrid_paper(classes: usize) -> Self {
+        let blocks = vec![
+            ConvBlockConfig::new(16, 3).with_padding(1).with_pool(2),
+            ConvBlockConfig::new(32, 3).with_padding(1).with_pool(2),
+        ];
+        Self::new(ModelKind::Hybrid, classes, blocks, 4)
     }
 
     pub fn init(&self, device: &Device) -> Model {
@@ -171,6 +175,13 @@ mod tests {
         assert!(model.param_count() <= 40_000, "{} parameters", model.param_count());
         let logits = model.forward(Tensor::zeros([2, 1, 64, 64], &Device::flex()));
         assert_eq!(logits.dims(), [2, 6]);
+    }
+
+    #[test]
+    fn paper_hybrid_has_the_papers_parameter_count() {
+        let model = ModelConfig::hybrid_paper(6).init(&Device::flex());
+        assert_eq!(model.param_count(), 37_650);
+        assert_eq!(model.forward(Tensor::zeros([1, 1, 64, 64], &Device::flex())).dims(), [1, 6]);
     }
 
     #[test]

@@ -12,11 +12,12 @@ use std::time::Instant;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::RecordError;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Images, SplitMix64};
@@ -108,7 +109,7 @@ pub fn train(
             (model, optimizer, epochs) = checkpoint.load(model, optimizer)?;
         }
     }
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let replicas = rayon::current_num_threads();
 
     for epoch in epochs.len() + 1..=config.epochs {
         let mut order = setup.train.to_vec();
@@ -117,14 +118,11 @@ pub fn train(
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for indices in order.chunks(config.batch_size) {
-            let batch = data::batch(setup.images, indices, device);
-            let logits = model.forward(batch.images);
-            correct += count_correct(logits.clone(), &setup.images.labels, indices);
-            let loss = loss_fn.forward(logits, batch.labels);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(config.learning_rate, model, grads);
-            let loss = f64::from(loss.into_scalar::<f32>());
-            loss_sum += loss * indices.len() as f64;
+            let step = batch_gradients(&model, setup.images, indices, replicas, device);
+            model = optimizer.step(config.learning_rate, model, step.grads);
+            correct += step.correct;
+            loss_sum += step.loss * indices.len() as f64;
+            let loss = step.loss;
             bar.inc(indices.len() as u64);
             let rate = bar.position() as f64 / started.elapsed().as_secs_f64();
             bar.set_message(format!("loss {loss:.4}  {rate:.0} img/s"));
@@ -162,6 +160,61 @@ pub fn train(
         Checkpoint::save(&checkpoints, &model, &optimizer, &epochs)?;
     }
     Ok(TrainedRun { model, epochs })
+}
+
+/// One batch's gradients, mean loss and correct predictions.
+pub struct BatchGradients {
+    /// Gradients of the batch's mean cross-entropy.
+    pub grads: GradientsParams,
+    pub loss: f64,
+    pub correct: usize,
+}
+
+/// Forward and backward pass of one batch, split into `replicas` contiguous parts that run in
+/// parallel, each through its own copy of the model.
+///
+/// The copies are forked, so each part builds its own autodiff graph (parts sharing the
+/// parameters' nodes would share one graph, and its lock would run them one after another).
+/// Each part's mean loss is weighted by its share of the batch and the gradients are summed in
+/// part order: the result is the whole batch's gradient up to float rounding, and the same on
+/// every run with the same replica count. burn's kernels are parallel too, but at this model's
+/// sizes they keep a second core only half busy; whole parts keep it busy.
+pub fn batch_gradients(
+    model: &Model,
+    images: &Images,
+    indices: &[usize],
+    replicas: usize,
+    device: &Device,
+) -> BatchGradients {
+    let part_len = indices.len().div_ceil(replicas.max(1)).max(1);
+    let part_gradients = |model: &Model, part: &[usize]| {
+        let batch = data::batch(images, part, device);
+        let logits = model.forward(batch.images);
+        let correct = count_correct(logits.clone(), &images.labels, part);
+        let loss = CrossEntropyLossConfig::new().init(device).forward(logits, batch.labels);
+        let share = part.len() as f64 / indices.len() as f64;
+        let grads = GradientsParams::from_grads((loss.clone() * share).backward(), model);
+        (grads, f64::from(loss.into_scalar::<f32>()) * share, correct)
+    };
+    if part_len >= indices.len() {
+        let (grads, loss, correct) = part_gradients(model, indices);
+        return BatchGradients { grads, loss, correct };
+    }
+    let parts: Vec<_> = indices
+        .chunks(part_len)
+        .map(|part| (model.clone().fork(device), part))
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(replica, part)| part_gradients(&replica, part))
+        .collect();
+    let mut sum = GradientsAccumulator::<Model>::new();
+    let (mut loss, mut correct) = (0.0, 0);
+    for (grads, part_loss, part_correct) in parts {
+        sum.accumulate(model, grads);
+        loss += part_loss;
+        correct += part_correct;
+    }
+    BatchGradients { grads: sum.grads(), loss, correct }
 }
 
 fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {

@@ -48,3 +48,32 @@ fn short_real_training_run_learns_and_resumes() {
     }
     std::fs::remove_dir_all(run_dir).expect("cleanup");
 }
+
+/// The trainer's data-parallel step: a batch split across model copies gives the whole batch's
+/// loss and gradients (up to f32 rounding), and the same bits on every run.
+#[test]
+fn replicas_give_the_whole_batch_gradient_every_time() {
+    let (listing, split) = common::split(8);
+    let data::SplitImages { images, train, .. } =
+        data::decode_split(&listing, &split.train, &split.test).expect("decode");
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let model = ModelConfig::hybrid(listing.classes.len()).init(&device);
+    let batch = &train[..32];
+
+    let whole = training::batch_gradients(&model, &images, batch, 1, &device);
+    let split_once = training::batch_gradients(&model, &images, batch, 3, &device);
+    let split_again = training::batch_gradients(&model, &images, batch, 3, &device);
+
+    assert_eq!(whole.correct, split_once.correct);
+    assert!((whole.loss - split_once.loss).abs() < 1e-5 * whole.loss, "{} vs {}", whole.loss, split_once.loss);
+    let whole_grads = common::gradient_values(&model, &whole.grads);
+    let split_grads = common::gradient_values(&model, &split_once.grads);
+    for (want, got) in whole_grads.iter().zip(&split_grads) {
+        let scale = want.iter().fold(0f32, |m, g| m.max(g.abs()));
+        let worst = want.iter().zip(got).fold(0f32, |m, (w, g)| m.max((w - g).abs()));
+        assert!(worst <= 1e-4 * scale, "gradient differs by {worst} (largest {scale})");
+    }
+    assert_eq!(split_grads, common::gradient_values(&model, &split_again.grads), "not reproducible");
+    assert_eq!(split_once.loss.to_bits(), split_again.loss.to_bits());
+}

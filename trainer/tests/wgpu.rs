@@ -7,10 +7,10 @@
 //! transcendental functions: losses must agree to 1e-4 relative, first-step gradients to 1e-3
 //! of the largest gradient of their parameter, later ones to 2e-2.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use trainer::data::{self, Images};
 use trainer::model::{Model, ModelConfig};
 
@@ -25,19 +25,6 @@ const LATER_GRADIENT_TOLERANCE: f32 = 2e-2;
 const STEPS: usize = 4;
 
 mod common;
-
-/// Every float parameter's gradient, flattened, in the module's visiting order.
-struct GradientValues<'a> {
-    grads: &'a GradientsParams,
-    values: Vec<Vec<f32>>,
-}
-
-impl ModuleVisitor for GradientValues<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let grad = self.grads.get::<D>(param.id).expect("every parameter has a gradient");
-        self.values.push(grad.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 gradient"));
-    }
-}
 
 /// `STEPS` Adam steps on `device` from `model`: each step's loss and gradients.
 fn train_steps(
@@ -55,9 +42,7 @@ fn train_steps(
         let batch = data::batch(images, indices, device);
         let loss = loss_fn.forward(model.forward(batch.images), batch.labels);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let mut visitor = GradientValues { grads: &grads, values: Vec::new() };
-        model.visit(&mut visitor);
-        out.push((f64::from(loss.into_scalar::<f32>()), visitor.values));
+        out.push((f64::from(loss.into_scalar::<f32>()), common::gradient_values(&model, &grads)));
         model = optimizer.step(1e-3, model, grads);
     }
     out
