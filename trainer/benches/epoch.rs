@@ -1,8 +1,8 @@
 //! Where a training epoch's time goes, per encoder design: batching, forward, backward and
 //! optimizer of one whole batch (burn's kernels alone spreading it over the threads), then the
 //! trainer's own step (`training::batch_gradients`, the batch split across one model copy per
-//! thread) and the epoch time it gives; the circuit alone last. Prints a table;
-//! `cargo bench -p trainer --bench epoch`.
+//! thread), the epoch time it gives and the floating-point rate it reaches (to set against the
+//! cores' peak); the circuit alone last. Prints a table; `cargo bench -p trainer --bench epoch`.
 //!
 //! Uses synthetic images (timings do not depend on pixel values), so it runs without the data
 //! set. `BENCH_THREADS` fixes the rayon pool size (default: all cores); `BENCH_FILTER` keeps
@@ -35,15 +35,15 @@ fn main() {
     let threads = rayon::current_num_threads();
     println!("threads {threads}, batch {batch_size}, {STEPS} steps after {WARMUP} warm-up");
     println!(
-        "{:<38} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12} {:>9}",
-        "design", "params", "batch", "fwd", "bwd", "optim", "step", "trainer step", "s/epoch"
+        "{:<38} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12} {:>9} {:>8}",
+        "design", "params", "batch", "fwd", "bwd", "optim", "step", "trainer step", "s/epoch", "GFLOP/s"
     );
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     for (name, config) in designs().into_iter().filter(|(name, _)| name.contains(&filter)) {
         let timing = time_phases(&config, &images, batch_size, &device);
         let step = time_trainer_steps(&config, &images, batch_size, threads, &device);
         println!(
-            "{name:<38} {:>7} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>10.2}ms {:>9.1}",
+            "{name:<38} {:>7} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>10.2}ms {:>9.1} {:>8.1}",
             timing.params,
             ms(timing.batch),
             ms(timing.forward),
@@ -51,7 +51,8 @@ fn main() {
             ms(timing.optimizer),
             ms(timing.step()),
             ms(step),
-            step.as_secs_f64() * (EPOCH_IMAGES as f64 / batch_size as f64)
+            step.as_secs_f64() * (EPOCH_IMAGES as f64 / batch_size as f64),
+            step_flops(&config) * batch_size as f64 / step.as_secs_f64() / 1e9
         );
     }
     let circuit = time_circuit(batch_size, &device);
@@ -129,6 +130,22 @@ fn designs() -> Vec<(&'static str, ModelConfig)> {
         ),
         ("cnn baseline", ModelConfig::cnn(6)),
     ]
+}
+
+/// Floating-point operations (a multiply-add is two) of one training step per image: the
+/// forward pass, the weight gradients, and the input gradients of every layer but the first
+/// (images need none). Convolutions and linear layers only; the rest is under 1 %.
+fn step_flops(config: &ModelConfig) -> f64 {
+    let (mut side, mut channels, mut first, mut forward) = (64, 1, None, 0);
+    for block in &config.blocks {
+        let out = (side + 2 * block.padding - block.kernel) / block.stride + 1;
+        let macs = out * out * block.channels_out * channels * block.kernel * block.kernel;
+        first.get_or_insert(macs);
+        forward += macs;
+        (side, channels) = (out / block.pool, block.channels_out);
+    }
+    forward += side * side * channels * config.encoder_out + config.encoder_out * config.classes;
+    2.0 * (3 * forward - first.unwrap_or(0)) as f64
 }
 
 struct Timing {

@@ -13,7 +13,8 @@
 //! - `firmware-size`: only the builds and the flash/RAM figures;
 //! - `fuzz`: the cargo-fuzz targets (own workspace) type-check on stable;
 //! - `gpu`: only the wgpu tests of `host`: burn's wgpu backend matches the CPU backend
-//!   (losses, gradients, `trainer predict`).
+//!   (losses, gradients, `trainer predict`);
+//! - `mac`: the trainer type-checks for an Apple-silicon Mac, CPU and Metal backends.
 
 mod firmware;
 mod interop;
@@ -44,6 +45,7 @@ fn run(job: &str) -> Result<()> {
             pi()?;
             interop::run()?;
             fuzz()?;
+            mac()?;
             firmware::run()
         }
         "host" => host(),
@@ -54,8 +56,9 @@ fn run(job: &str) -> Result<()> {
         "fuzz" => fuzz(),
         "gpu" => gpu(),
         "interop" => interop::run(),
+        "mac" => mac(),
         other => {
-            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, interop, firmware, firmware-size, fuzz, gpu)")
+            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, interop, firmware, firmware-size, fuzz, gpu, mac)")
         }
     }
 }
@@ -208,6 +211,17 @@ pub(crate) fn test_files(count: usize) -> Result<Vec<(String, PathBuf)>> {
 /// too).
 fn gpu() -> Result<()> {
     workspace_tests(&["--test", "wgpu"])
+}
+
+/// Target of an Apple-silicon Mac (M1 and later).
+const MAC_TARGET: &str = "aarch64-apple-darwin";
+
+/// The trainer as a Mac user builds it (the CPU backend and wgpu, which is Metal there)
+/// type-checks for the Mac: every line of ours and all dependencies' Rust. Linking needs
+/// Apple's SDK, which a Linux machine lacks; so do the dev-dependencies' build scripts (tract's
+/// assembly), so tests are left out.
+fn mac() -> Result<()> {
+    cargo(&["check", "-p", "trainer", "--features", "wgpu", "--target", MAC_TARGET])
 }
 
 fn fuzz() -> Result<()> {
