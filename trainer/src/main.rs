@@ -308,6 +308,10 @@ fn train(args: TrainArgs) -> Result<()> {
         run_dir: &run_dir,
         device: &device,
         progress: true,
+        replicas: match args.device {
+            DeviceArg::Cpu => rayon::current_num_threads(),
+            DeviceArg::Wgpu => 1,
+        },
     };
     let trained = training::train(&config, &setup, args.resume)?;
 

@@ -80,6 +80,9 @@ pub struct TrainingSetup<'a> {
     pub device: &'a Device,
     /// Show a progress bar (it hides itself anyway when stderr is not a terminal).
     pub progress: bool,
+    /// Model copies each batch is split across ([`batch_gradients`]): the thread count on the
+    /// CPU, 1 on a GPU (which parallelises within each operation).
+    pub replicas: usize,
 }
 
 /// Trains `config.model` from scratch, or from the newest checkpoint in `run_dir/checkpoints`
@@ -109,8 +112,6 @@ pub fn train(
             (model, optimizer, epochs) = checkpoint.load(model, optimizer)?;
         }
     }
-    let replicas = rayon::current_num_threads();
-
     for epoch in epochs.len() + 1..=config.epochs {
         let mut order = setup.train.to_vec();
         SplitMix64::new(config.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).shuffle(&mut order);
@@ -118,7 +119,7 @@ pub fn train(
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for indices in order.chunks(config.batch_size) {
-            let step = batch_gradients(&model, setup.images, indices, replicas, device);
+            let step = batch_gradients(&model, setup.images, indices, setup.replicas, device);
             model = optimizer.step(config.learning_rate, model, step.grads);
             correct += step.correct;
             loss_sum += step.loss * indices.len() as f64;

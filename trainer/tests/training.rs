@@ -35,6 +35,7 @@ fn short_real_training_run_learns_and_resumes() {
         run_dir: &run_dir,
         device: &device,
         progress: false,
+        replicas: 2,
     };
     let run = training::train(&config, &setup, false).expect("training");
     assert_eq!(run.epochs.len(), 6);
