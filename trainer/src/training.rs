@@ -123,10 +123,9 @@ pub fn train(
             model = optimizer.step(config.learning_rate, model, step.grads);
             correct += step.correct;
             loss_sum += step.loss * indices.len() as f64;
-            let loss = step.loss;
             bar.inc(indices.len() as u64);
             let rate = bar.position() as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {loss:.4}  {rate:.0} img/s"));
+            bar.set_message(format!("loss {:.4}  {rate:.0} img/s", step.loss));
         }
         let train_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
@@ -201,6 +200,7 @@ pub fn batch_gradients(
         let (grads, loss, correct) = part_gradients(model, indices);
         return BatchGradients { grads, loss, correct };
     }
+    // Forked first, then each copy moves into its worker: the workers share only the images.
     let parts: Vec<_> = indices
         .chunks(part_len)
         .map(|part| (model.clone().fork(device), part))
