@@ -87,13 +87,17 @@ fn main() -> ! {
         &mut pac.RESETS,
     )));
     let serial = SerialPort::new(bus);
-    let Ok(builder) =
-        UsbDeviceBuilder::new(bus, UsbVidPid(0x16c0, 0x27dd)).strings(&[StringDescriptors::default()
+    let Ok(builder) = UsbDeviceBuilder::new(bus, UsbVidPid(0x16c0, 0x27dd))
+        .strings(&[StringDescriptors::default()
             .manufacturer("qmedscan")
             .product("qmedscan classifier")
             .serial_number("1")])
+        // 64-byte control packets (usb-device's default is 8, USB full speed allows 64): the
+        // 9-byte configuration descriptor then comes in one packet, as rp2040js's USB CDC host
+        // (CI's emulated Pico, `rp2040-emulator/`) needs.
+        .and_then(|builder| builder.max_packet_size_0(64))
     else {
-        panic!("USB strings")
+        panic!("USB descriptors")
     };
     let device = builder.device_class(usbd_serial::USB_CLASS_CDC).build();
     let mut usb = Usb { device, serial, timer };
