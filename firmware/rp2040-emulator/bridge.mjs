@@ -182,10 +182,12 @@ function run() {
       clock.tick(clock.nanosToNextAlarm);
       continue;
     }
+    // Cycles from the emulated clock, as the firmware's timer sees them: `core.cycles` also adds
+    // 8 per hardware division on top of the instructions that wait for its result.
     const pc = core.PC;
-    if (pc === begin) chip.mark = [core.cycles, instructions];
+    if (pc === begin) chip.mark = [clock.nanos, instructions];
     else if (pc === end && chip.mark) {
-      console.log(`classified ${core.cycles - chip.mark[0]} ${instructions - chip.mark[1]}`);
+      console.log(`classified ${Math.round((clock.nanos - chip.mark[0]) / CYCLE_NANOS)} ${instructions - chip.mark[1]}`);
       chip.mark = null;
     }
     clock.tick(core.executeInstruction() * CYCLE_NANOS);
