@@ -8,6 +8,8 @@
 //! 3. `edge-runtime stream` while the device is reset, then unplugged (QEMU killed): it
 //!    recovers from the reset with every answer right, and stops with a clear error;
 //! 4. under an instruction-counting TCG plugin: instructions per image.
+//!
+//! Runs 1 to 3 take any [`Board`]: `pico.rs` runs them on the Pico binary itself, emulated.
 
 use crate::root;
 use anyhow::{bail, ensure, Context, Result};
@@ -26,12 +28,12 @@ const IMAGES: usize = 240;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The firmware's own target folder (its own workspace and lock file).
-fn firmware_target() -> PathBuf {
+pub(crate) fn firmware_target() -> PathBuf {
     root().join("target/firmware")
 }
 
 /// Builds one firmware binary; returns its ELF.
-fn build(bin: &str, features: &str) -> Result<PathBuf> {
+pub(crate) fn build(bin: &str, features: &str) -> Result<PathBuf> {
     let target_dir = firmware_target();
     let mut args = vec!["build", "--release", "--bin", bin, "--target-dir"];
     let target_dir_str = target_dir.to_str().context("target dir is not UTF-8")?;
@@ -71,7 +73,7 @@ pub fn size(elf: &Path) -> Result<(u64, u64)> {
     Ok((flash, ram))
 }
 
-fn report_size(name: &str, elf: &Path) -> Result<()> {
+pub(crate) fn report_size(name: &str, elf: &Path) -> Result<()> {
     let (flash, ram) = size(elf)?;
     eprintln!(
         "firmware {name}: flash {flash} B ({:.1} KiB, target <= 128 KiB), static RAM {ram} B ({:.1} KiB, target <= 96 KiB)",
@@ -100,25 +102,26 @@ pub fn run() -> Result<()> {
     // What the device must answer: the host's integer model, once for every run.
     let want = model.classify_all(&images)?;
     let hash = model.hash();
-    stream_with_cli(&elf, &cli, &images, &want).context("`edge-runtime stream` run")?;
-    stream_frames(&elf, hash, &images, &want, true, &[]).context("run with damaged frames")?;
+    stream_with_cli(Qemu::boot(&elf, &[])?, &cli, &images, &want).context("`edge-runtime stream` run")?;
+    stream_frames(Qemu::boot(&elf, &[])?, hash, &images, &want, true).context("run with damaged frames")?;
     let recovery = ..RECOVERY_IMAGES;
-    reset_and_unplug(&elf, &cli, &images[recovery], &want[recovery]).context("reset and unplug run")?;
+    reset_and_unplug(Qemu::boot(&elf, &[])?, &cli, &images[recovery], &want[recovery])
+        .context("reset and unplug run")?;
     let counted = ..COUNTED_IMAGES;
     count_instructions(&elf, hash, &images[counted], &want[counted]).context("instruction count")
 }
 
 /// The host integer model's class and logits for one image.
-type Answer = (u8, [i32; 6]);
+pub(crate) type Answer = (u8, [i32; 6]);
 
 /// The host tool, release build.
-fn build_edge_runtime() -> Result<PathBuf> {
+pub(crate) fn build_edge_runtime() -> Result<PathBuf> {
     crate::release_binary("edge-runtime")
 }
 
 /// Images of the reset and unplug run; the device is reset after [`RESET_AFTER`] answers and
-/// QEMU killed after [`UNPLUG_AFTER`].
-const RECOVERY_IMAGES: usize = 60;
+/// stopped after [`UNPLUG_AFTER`].
+pub(crate) const RECOVERY_IMAGES: usize = 60;
 const RESET_AFTER: usize = 20;
 const UNPLUG_AFTER: usize = 40;
 
@@ -164,7 +167,7 @@ fn count_instructions(elf: &Path, hash: ModelHash, images: &[TestImage], want: &
     let end = symbol(elf, "qmed_classify_end")?;
     ensure!(begin != end, "the marker functions were merged");
     let spec = format!("{},begin={begin},end={end},out={}", plugin.display(), out.display());
-    stream_frames(elf, hash, images, want, false, &["-plugin".into(), spec])?;
+    stream_frames(Qemu::boot(elf, &["-plugin".into(), spec])?, hash, images, want, false)?;
     let text = std::fs::read_to_string(&out).with_context(|| format!("plugin wrote no {}", out.display()))?;
     let counts: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
     ensure!(counts.len() == images.len(), "{} counts for {} images", counts.len(), images.len());
@@ -180,13 +183,13 @@ fn count_instructions(elf: &Path, hash: ModelHash, images: &[TestImage], want: &
     Ok(())
 }
 
-struct HostModel {
+pub(crate) struct HostModel {
     cnn: Vec<u8>,
     head: Vec<u8>,
 }
 
 impl HostModel {
-    fn load() -> Result<Self> {
+    pub(crate) fn load() -> Result<Self> {
         let read = |name: &str| {
             let path = root().join("models").join(name);
             std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
@@ -194,12 +197,12 @@ impl HostModel {
         Ok(Self { cnn: read(INT_CNN_FILE)?, head: read(QUANTUM_HEAD_FILE)? })
     }
 
-    fn hash(&self) -> ModelHash {
+    pub(crate) fn hash(&self) -> ModelHash {
         ModelHash::of_artifacts(&self.cnn, &self.head)
     }
 
     /// Class and logits of every image by the host's integer model.
-    fn classify_all(&self, images: &[TestImage]) -> Result<Vec<Answer>> {
+    pub(crate) fn classify_all(&self, images: &[TestImage]) -> Result<Vec<Answer>> {
         let cnn = IntCnn::decode_from_bytes(&self.cnn).map_err(|e| anyhow::anyhow!("CNN artifact: {e}"))?;
         let head =
             QuantumHead::decode_from_bytes(&self.head).map_err(|e| anyhow::anyhow!("head artifact: {e}"))?;
@@ -218,14 +221,14 @@ impl HostModel {
 }
 
 /// A test-split image: its file and its 64x64 pixels.
-struct TestImage {
+pub(crate) struct TestImage {
     name: String,
     path: PathBuf,
     pixels: Vec<u8>,
 }
 
 /// `count` test-split images spread evenly over the (class-ordered) test list.
-fn test_images(count: usize) -> Result<Vec<TestImage>> {
+pub(crate) fn test_images(count: usize) -> Result<Vec<TestImage>> {
     crate::test_files(count)?
         .into_iter()
         .map(|(name, path)| {
@@ -238,19 +241,37 @@ fn test_images(count: usize) -> Result<Vec<TestImage>> {
         .collect()
 }
 
+/// An emulated board running the firmware, its serial port on a host pty.
+pub(crate) trait Board {
+    /// The pty the firmware's serial port is on.
+    fn pty(&self) -> &str;
+    /// Resets the chip, as its reset button does.
+    fn reset(&mut self) -> Result<()>;
+    /// Stops the board: its pty vanishes, as when the cable is pulled.
+    fn stop(self) -> Result<()>;
+}
+
 /// QEMU running the firmware; killed on drop.
 struct Qemu {
     child: Child,
+    elf: PathBuf,
+    pty: String,
+    qmp: PathBuf,
     log: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
 impl Qemu {
-    /// Boots `elf`; returns QEMU and the pty its UART0 is on.
-    fn boot(elf: &Path, extra: &[String]) -> Result<(Self, String)> {
+    /// Boots `elf` with its UART0 on a pty and a QMP socket for the reset.
+    fn boot(elf: &Path, extra: &[String]) -> Result<Self> {
+        eprintln!("+ qemu-system-arm -machine mps2-an385 ... -kernel {}", elf.display());
+        let qmp = firmware_target().join("qmp.sock");
+        let _ = std::fs::remove_file(&qmp);
         let mut child = Command::new("qemu-system-arm")
             .args(extra)
             .args(["-machine", "mps2-an385", "-nographic", "-monitor", "none", "-serial", "pty"])
-            .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+            .args(["-semihosting-config", "enable=on,target=native", "-qmp"])
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+            .arg("-kernel")
             .arg(elf)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -259,8 +280,8 @@ impl Qemu {
         let mut stdout = BufReader::new(child.stdout.take().context("qemu stdout")?);
         let mut line = String::new();
         stdout.read_line(&mut line).context("reading QEMU's pty line")?;
-        let mut qemu = Self { child, log: None };
-        let pty = line
+        let mut qemu = Self { child, elf: elf.to_path_buf(), pty: String::new(), qmp, log: None };
+        qemu.pty = line
             .split("redirected to ")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
@@ -272,29 +293,28 @@ impl Qemu {
             let _ = stdout.read_to_end(&mut log);
             log
         }));
-        Ok((qemu, pty))
+        Ok(qemu)
+    }
+}
+
+impl Board for Qemu {
+    fn pty(&self) -> &str {
+        &self.pty
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        qmp_command(&self.qmp, "system_reset")
     }
 
     /// Stops QEMU; saves the defmt log beside the ELF and says where.
-    fn stop(mut self, elf: &Path) -> Result<()> {
+    fn stop(mut self) -> Result<()> {
         // SIGTERM, so QEMU exits cleanly and plugins write their results.
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        wait_or_kill(&mut self.child);
         if let Some(log) = self.log.take().and_then(|h| h.join().ok()) {
-            let path = elf.with_extension("defmt");
+            let path = self.elf.with_extension("defmt");
             std::fs::write(&path, &log)?;
-            eprintln!(
-                "  defmt log: {} bytes in {} (decode: defmt-print -e {} < {})",
-                log.len(),
-                path.display(),
-                elf.display(),
-                path.display()
-            );
+            defmt_log_saved(&self.elf, &path)?;
         }
         Ok(())
     }
@@ -305,6 +325,32 @@ impl Drop for Qemu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits up to 10 s for a child asked to stop, then kills it.
+pub(crate) fn wait_or_kill(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Says where a board's defmt log is and how to read it.
+pub(crate) fn defmt_log_saved(elf: &Path, log: &Path) -> Result<()> {
+    let len = std::fs::metadata(log).with_context(|| format!("no defmt log {}", log.display()))?.len();
+    eprintln!(
+        "  defmt log: {len} bytes in {} (decode: defmt-print -e {} < {})",
+        log.display(),
+        elf.display(),
+        log.display()
+    );
+    Ok(())
 }
 
 /// Tiny deterministic generator for the damage pattern (xorshift64*).
@@ -353,22 +399,22 @@ fn damage(rng: &mut Rng, valid: &[u8]) -> (&'static str, Vec<u8>) {
     }
 }
 
-fn stream_frames(
-    elf: &Path,
+/// Streams `images` frame by frame over the board's pty (with damaged pieces interleaved when
+/// `damaged`); every answer must be the host's, and every damaged piece get one error reply.
+pub(crate) fn stream_frames(
+    board: impl Board,
     hash: ModelHash,
     images: &[TestImage],
     want: &[Answer],
     damaged: bool,
-    extra: &[String],
 ) -> Result<()> {
     eprintln!(
-        "+ qemu-system-arm -machine mps2-an385 ... -kernel {} ({} images{})",
-        elf.display(),
+        "  {} images frame by frame{}",
         images.len(),
         if damaged { ", damaged frames interleaved" } else { "" }
     );
-    let (qemu, pty) = Qemu::boot(elf, extra)?;
-    let port = serialport::new(&pty, 115_200)
+    let pty = board.pty();
+    let port = serialport::new(pty, 115_200)
         .timeout(Duration::from_millis(50))
         .open()
         .with_context(|| format!("opening {pty}"))?;
@@ -445,7 +491,7 @@ fn stream_frames(
         device_us as f64 / n / 1000.0
     );
     drop(link);
-    qemu.stop(elf)
+    board.stop()
 }
 
 /// `edge-runtime stream` running against the device: its JSON rows as they arrive, its
@@ -521,10 +567,14 @@ impl Drop for StreamCli {
 }
 
 /// Run 1: the user's tool streams `images`; every answer must be the host's.
-fn stream_with_cli(elf: &Path, cli: &Path, images: &[TestImage], want: &[Answer]) -> Result<()> {
-    eprintln!("+ edge-runtime --json stream --verify --port <QEMU's pty> ({} test images)", images.len());
-    let (qemu, pty) = Qemu::boot(elf, &[])?;
-    let mut run = StreamCli::start(cli, &pty, images, 30)?;
+pub(crate) fn stream_with_cli(
+    board: impl Board,
+    cli: &Path,
+    images: &[TestImage],
+    want: &[Answer],
+) -> Result<()> {
+    eprintln!("+ edge-runtime --json stream --verify --port {} ({} test images)", board.pty(), images.len());
+    let mut run = StreamCli::start(cli, board.pty(), images, 30)?;
     for (image, want) in images.iter().zip(want) {
         if run.check_next(image, want)?.is_none() {
             let (status, _) = run.finish()?;
@@ -534,32 +584,31 @@ fn stream_with_cli(elf: &Path, cli: &Path, images: &[TestImage], want: &[Answer]
     let (status, _) = run.finish()?;
     ensure!(status.success(), "edge-runtime stream failed ({status})");
     eprintln!("  {} images streamed by edge-runtime, every answer bit-identical to the host", images.len());
-    qemu.stop(elf)
+    board.stop()
 }
 
-/// Run 3: the device is reset mid-stream (QMP `system_reset`, as the reset button), then
-/// vanishes (QEMU killed, as a pulled cable). Every answer given must be right, the reset
-/// must be recovered from, and the tool must stop with an error that says the device is gone.
-fn reset_and_unplug(elf: &Path, cli: &Path, images: &[TestImage], want: &[Answer]) -> Result<()> {
-    let socket = firmware_target().join("qmp.sock");
-    let _ = std::fs::remove_file(&socket);
-    let qmp = format!("unix:{},server=on,wait=off", socket.display());
+/// Run 3: the device is reset mid-stream (as by its reset button), then vanishes (the board
+/// stopped, as a pulled cable). Every answer given must be right, the reset must be recovered
+/// from, and the tool must stop with an error that says the device is gone.
+pub(crate) fn reset_and_unplug(
+    mut board: impl Board,
+    cli: &Path,
+    images: &[TestImage],
+    want: &[Answer],
+) -> Result<()> {
     eprintln!(
-        "+ edge-runtime --json stream --verify --port <QEMU's pty> ({} images; reset after {RESET_AFTER}, unplugged after {UNPLUG_AFTER})",
+        "+ edge-runtime --json stream --verify --port {} ({} images; reset after {RESET_AFTER}, unplugged after {UNPLUG_AFTER})",
+        board.pty(),
         images.len()
     );
-    let (qemu, pty) = Qemu::boot(elf, &["-qmp".into(), qmp])?;
-    let mut run = StreamCli::start(cli, &pty, images, 5)?;
-    let mut qemu = Some(qemu);
+    let mut run = StreamCli::start(cli, board.pty(), images, 5)?;
     for (n, (image, want)) in images.iter().zip(want).enumerate().take(UNPLUG_AFTER) {
         ensure!(run.check_next(image, want)?.is_some(), "edge-runtime stream ended after {n} answers");
         if n + 1 == RESET_AFTER {
-            qmp_command(&socket, "system_reset")?;
+            board.reset()?;
         }
     }
-    if let Some(qemu) = qemu.take() {
-        qemu.stop(elf)?;
-    }
+    board.stop()?;
     // An answer already on its way when QEMU died may still be printed; it must be right too.
     let mut answered = UNPLUG_AFTER;
     while answered < images.len() && run.check_next(&images[answered], &want[answered])?.is_some() {

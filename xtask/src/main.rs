@@ -11,6 +11,8 @@
 //! - `firmware`: builds the firmware (QEMU and Pico), prints flash/RAM, streams test images
 //!   through the QEMU build and checks every answer against the host (see `firmware.rs`);
 //! - `firmware-size`: only the builds and the flash/RAM figures;
+//! - `pico`: the Pico binary itself on an emulated RP2040 (rp2040js): the same streams, damaged
+//!   frames and reset, and its emulated cycles per image (see `pico.rs`);
 //! - `fuzz`: the cargo-fuzz targets (own workspace) type-check on stable;
 //! - `gpu`: only the wgpu tests of `host`: burn's wgpu backend matches the CPU backend
 //!   (losses, gradients, `trainer predict`);
@@ -18,6 +20,7 @@
 
 mod firmware;
 mod interop;
+mod pico;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -46,19 +49,21 @@ fn run(job: &str) -> Result<()> {
             interop::run()?;
             fuzz()?;
             mac()?;
-            firmware::run()
+            firmware::run()?;
+            pico::run()
         }
         "host" => host(),
         "no-std" => no_std(),
         "pi" => pi(),
         "firmware" => firmware::run(),
         "firmware-size" => firmware::sizes(),
+        "pico" => pico::run(),
         "fuzz" => fuzz(),
         "gpu" => gpu(),
         "interop" => interop::run(),
         "mac" => mac(),
         other => {
-            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, interop, firmware, firmware-size, fuzz, gpu, mac)")
+            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, interop, firmware, firmware-size, pico, fuzz, gpu, mac)")
         }
     }
 }
