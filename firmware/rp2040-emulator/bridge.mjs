@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { ConsoleLogger, LogLevel, RP2040, USBCDC } from 'rp2040js';
+import { RP2040, USBCDC } from 'rp2040js';
 
 const FLASH = 0x10000000;
 const RAM = 0x20000000;
@@ -74,10 +74,10 @@ function readElf(bytes, path) {
     const sh = (i) => u32(32) + i * u16(46);
     for (let i = 0; i < u16(48); i++) {
       if (u32(sh(i) + 4) !== 2 /* SHT_SYMTAB */) continue;
-      const [table, count, strings] = [u32(sh(i) + 16), u32(sh(i) + 20) / 16, u32(sh(u32(sh(i) + 24)) + 16)];
-      for (let k = 0; k < count; k++) {
-        const name = strings + u32(table + 16 * k);
-        symbols.set(new TextDecoder().decode(at(name, bytes.indexOf(0, name) - name)), u32(table + 16 * k + 4));
+      const strings = u32(sh(u32(sh(i) + 24)) + 16);
+      for (let entry = u32(sh(i) + 16); entry < u32(sh(i) + 16) + u32(sh(i) + 20); entry += 16) {
+        const name = strings + u32(entry);
+        symbols.set(new TextDecoder().decode(at(name, bytes.indexOf(0, name) - name)), u32(entry + 4));
       }
     }
     return { segments, symbols };
@@ -104,15 +104,15 @@ socat.stdout.on('data', (bytes) => {
   feed();
 });
 
-// rp2040js logs debug lines on stdout, which is ours: warnings and errors only, on stderr; an
-// error (a bad memory access) throws. rp2040-hal clears USB registers rp2040js does not model:
-// those warnings say nothing.
-const stderrLogger = new ConsoleLogger(LogLevel.Warn, true);
+// rp2040js would log on stdout, which is ours. Its warnings and errors (a bad memory access, an
+// unknown instruction) mean the firmware has gone astray: stop at the first, rather than flood
+// the log. Except one: rp2040-hal clears USB registers rp2040js does not model.
+const fatal = (component, message) => fail(`emulated chip (${component}): ${message}`);
 const logger = {
   debug() {},
   info() {},
-  warn: (component, message) => /^Unimplemented peripheral/.test(message) || stderrLogger.warn(component, message),
-  error: (component, message) => stderrLogger.error(component, message),
+  warn: (component, message) => /^Unimplemented peripheral/.test(message) || fatal(component, message),
+  error: fatal,
 };
 
 /** A fresh chip running the firmware, as after power-on or a reset. */
@@ -182,8 +182,8 @@ function run() {
       clock.tick(clock.nanosToNextAlarm);
       continue;
     }
-    // Cycles from the emulated clock, as the firmware's timer sees them: `core.cycles` also adds
-    // 8 per hardware division on top of the instructions that wait for its result.
+    // Cycles from the emulated clock, as the firmware's timer sees them (`core.cycles` also adds
+    // 8 per hardware division on top of the instructions that wait for its result).
     const pc = core.PC;
     if (pc === begin) chip.mark = [clock.nanos, instructions];
     else if (pc === end && chip.mark) {
@@ -195,7 +195,9 @@ function run() {
   }
   chip.instructions = instructions;
   drainRtt(chip.mcu);
-  if (!chip.connected && clock.nanos > ENUMERATION_NANOS) fail('the device did not enumerate on USB');
+  if (!chip.connected && clock.nanos > ENUMERATION_NANOS) {
+    fail(`the device did not enumerate on USB within ${ENUMERATION_NANOS / 1e9} emulated seconds`);
+  }
   if (chip.connected && pty && !announced) {
     announced = true;
     console.log(`pty ${pty}`);
@@ -206,6 +208,7 @@ function run() {
 function stop() {
   clearImmediate(timer);
   socat.kill();
+  drainRtt(chip.mcu);
   if (rttFile) closeSync(rttFile);
   process.exit(0);
 }
