@@ -2,7 +2,9 @@
 //! optimizer of one whole batch (burn's kernels alone spreading it over the threads), then the
 //! trainer's own step (`training::batch_gradients`, the batch split across one model copy per
 //! thread), the epoch time it gives and the floating-point rate it reaches (to set against the
-//! cores' peak); the circuit alone last. Prints a table; `cargo bench -p trainer --bench epoch`.
+//! cores' peak); the circuit alone last. The paper's ResNet-18 and VGG-16 run whole batches
+//! (batch norm, dropout), so their trainer step is the whole-batch step, timed over fewer steps.
+//! Prints a table; `cargo bench -p trainer --bench epoch`.
 //!
 //! Uses synthetic images (timings do not depend on pixel values), so it runs without the data
 //! set. `BENCH_THREADS` fixes the rayon pool size (default: all cores); `BENCH_FILTER` keeps
@@ -11,19 +13,23 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor};
+use trainer::baselines::{ResNet18Config, Vgg16Config};
 use trainer::circuit::Circuit;
 use trainer::data::{self, Images, IMAGE_PIXELS};
 use trainer::model::{ConvBlockConfig, ModelConfig, ModelKind};
+use trainer::network::{trainable_params, Classifier, NetworkConfig};
 use trainer::training;
 
 /// Training images per epoch on split-seed0.
 const EPOCH_IMAGES: usize = 47_163;
 const STEPS: usize = 60;
 const WARMUP: usize = 10;
+/// Steps and warm-up steps for networks of over a million parameters (seconds per step).
+const LARGE_STEPS: usize = 4;
+const LARGE_WARMUP: usize = 1;
 
 fn main() {
     if let Some(threads) = std::env::var("BENCH_THREADS").ok().and_then(|t| t.parse().ok()) {
@@ -33,7 +39,10 @@ fn main() {
     let device = Device::flex().autodiff();
     let images = synthetic_images(batch_size * 8);
     let threads = rayon::current_num_threads();
-    println!("threads {threads}, batch {batch_size}, {STEPS} steps after {WARMUP} warm-up");
+    println!(
+        "threads {threads}, batch {batch_size}, {STEPS} steps after {WARMUP} warm-up ({LARGE_STEPS} after \
+         {LARGE_WARMUP} over a million parameters)"
+    );
     println!(
         "{:<38} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12} {:>9} {:>8}",
         "design", "params", "batch", "fwd", "bwd", "optim", "step", "trainer step", "s/epoch", "GFLOP/s"
@@ -41,7 +50,11 @@ fn main() {
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     for (name, config) in designs().into_iter().filter(|(name, _)| name.contains(&filter)) {
         let timing = time_phases(&config, &images, batch_size, &device);
-        let step = time_trainer_steps(&config, &images, batch_size, threads, &device);
+        let step = if config.init(&device).splits_exactly() {
+            time_trainer_steps(&config, &images, batch_size, threads, &device)
+        } else {
+            timing.step() // the trainer runs the whole batch on one copy, as timed
+        };
         println!(
             "{name:<38} {:>7} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>10.2}ms {:>9.1} {:>8.1}",
             timing.params,
@@ -59,9 +72,9 @@ fn main() {
     println!("circuit alone (4 layers, batch {batch_size}), forward + backward: {:.3} ms", ms(circuit));
 }
 
-fn designs() -> Vec<(&'static str, ModelConfig)> {
+fn designs() -> Vec<(&'static str, NetworkConfig)> {
     let hybrid = |blocks| ModelConfig::new(ModelKind::Hybrid, 6, blocks, 4);
-    vec![
+    let compact: Vec<(&str, ModelConfig)> = vec![
         ("hybrid (default): k6s4 8 | s2 16 | 32p", ModelConfig::hybrid(6)),
         ("hybrid-paper: 16p | 32p (full res)", ModelConfig::hybrid_paper(6)),
         (
@@ -129,13 +142,22 @@ fn designs() -> Vec<(&'static str, ModelConfig)> {
             ]),
         ),
         ("cnn baseline", ModelConfig::cnn(6)),
-    ]
+    ];
+    let mut designs: Vec<(&str, NetworkConfig)> = compact.into_iter().map(|(n, c)| (n, c.into())).collect();
+    designs.push(("resnet18", NetworkConfig::ResNet18(ResNet18Config::new(6))));
+    designs.push(("vgg16", NetworkConfig::Vgg16(Vgg16Config::new(6))));
+    designs
 }
 
 /// Floating-point operations (a multiply-add is two) of one training step per image: the
 /// forward pass, the weight gradients, and the input gradients of every layer but the first
 /// (images need none). Convolutions and linear layers only; the rest is under 1 %.
-fn step_flops(config: &ModelConfig) -> f64 {
+fn step_flops(config: &NetworkConfig) -> f64 {
+    let config = match config {
+        NetworkConfig::Compact(config) => config,
+        NetworkConfig::ResNet18(_) => return resnet18_step_flops(),
+        NetworkConfig::Vgg16(_) => return vgg16_step_flops(),
+    };
     let (mut side, mut channels, mut first, mut forward) = (64, 1, None, 0);
     for block in &config.blocks {
         let out = (side + 2 * block.padding - block.kernel) / block.stride + 1;
@@ -146,6 +168,54 @@ fn step_flops(config: &ModelConfig) -> f64 {
     }
     forward += side * side * channels * config.encoder_out + config.encoder_out * config.classes;
     2.0 * (3 * forward - first.unwrap_or(0)) as f64
+}
+
+/// Multiply-adds of a convolution with a square `side` x `side` output.
+fn conv_macs(side: usize, channels_in: usize, channels_out: usize, kernel: usize) -> usize {
+    side * side * channels_in * channels_out * kernel * kernel
+}
+
+/// [`step_flops`] of ResNet-18 at 64x64: stem to 32x32, max-pool to 16x16, stages at 16, 8, 4
+/// and 2 (each later stage's first convolution strided, with a 1x1 projection).
+fn resnet18_step_flops() -> f64 {
+    let stem = conv_macs(32, 1, 64, 7);
+    let mut forward = stem;
+    let mut channels = 64;
+    for (stage, width) in [64, 128, 256, 512].into_iter().enumerate() {
+        let side = 16 >> stage;
+        forward += conv_macs(side, channels, width, 3) + 3 * conv_macs(side, width, width, 3);
+        if stage > 0 {
+            forward += conv_macs(side, channels, width, 1);
+        }
+        channels = width;
+    }
+    forward += 512 * 6;
+    2.0 * (3 * forward - stem) as f64
+}
+
+/// [`step_flops`] of VGG-16 at 64x64: five stages at 64, 32, 16, 8 and 4, then 25,088 ->
+/// 4,096 -> 4,096 -> 6.
+fn vgg16_step_flops() -> f64 {
+    let first = conv_macs(64, 1, 64, 3);
+    let mut forward = 0;
+    let mut channels = 1;
+    for (stage, (count, width)) in [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)].into_iter().enumerate() {
+        for _ in 0..count {
+            forward += conv_macs(64 >> stage, channels, width, 3);
+            channels = width;
+        }
+    }
+    forward += 25_088 * 4096 + 4096 * 4096 + 4096 * 6;
+    2.0 * (3 * forward - first) as f64
+}
+
+/// Timed and warm-up steps for a network of `params` parameters.
+fn steps_for(params: usize) -> (usize, usize) {
+    if params > 1_000_000 {
+        (LARGE_STEPS, LARGE_WARMUP)
+    } else {
+        (STEPS, WARMUP)
+    }
 }
 
 struct Timing {
@@ -163,9 +233,10 @@ impl Timing {
 }
 
 /// Each phase of a step on the whole batch, one model.
-fn time_phases(config: &ModelConfig, images: &Images, batch_size: usize, device: &Device) -> Timing {
+fn time_phases(config: &NetworkConfig, images: &Images, batch_size: usize, device: &Device) -> Timing {
     let mut model = config.init(device);
-    let params = model.num_params();
+    let params = trainable_params(&model);
+    let (steps, warmup) = steps_for(params);
     let mut optimizer = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut timing = Timing {
@@ -176,12 +247,12 @@ fn time_phases(config: &ModelConfig, images: &Images, batch_size: usize, device:
         optimizer: Duration::ZERO,
     };
     let indices: Vec<usize> = (0..images.len()).collect();
-    for step in 0..WARMUP + STEPS {
+    for step in 0..warmup + steps {
         let chunk = &indices[(step * batch_size) % images.len()..][..batch_size];
         let t0 = Instant::now();
         let batch = data::batch(images, chunk, device);
         let t1 = Instant::now();
-        let loss = loss_fn.forward(model.forward(batch.images), batch.labels);
+        let loss = loss_fn.forward(model.logits(batch.images), batch.labels);
         // flex runs eagerly, but read a value so nothing is deferred into the next phase.
         let loss_value = loss.clone().into_scalar::<f32>();
         let t2 = Instant::now();
@@ -190,14 +261,14 @@ fn time_phases(config: &ModelConfig, images: &Images, batch_size: usize, device:
         model = optimizer.step(1e-3, model, grads);
         black_box(loss_value);
         let t4 = Instant::now();
-        if step >= WARMUP {
+        if step >= warmup {
             timing.batch += t1 - t0;
             timing.forward += t2 - t1;
             timing.backward += t3 - t2;
             timing.optimizer += t4 - t3;
         }
     }
-    let per_step = |d: Duration| d / STEPS as u32;
+    let per_step = |d: Duration| d / steps as u32;
     Timing {
         params,
         batch: per_step(timing.batch),
@@ -209,7 +280,7 @@ fn time_phases(config: &ModelConfig, images: &Images, batch_size: usize, device:
 
 /// The trainer's step: `batch_gradients` with one replica per thread, then Adam.
 fn time_trainer_steps(
-    config: &ModelConfig,
+    config: &NetworkConfig,
     images: &Images,
     batch_size: usize,
     replicas: usize,

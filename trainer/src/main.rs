@@ -11,12 +11,15 @@ use burn::tensor::activation::softmax;
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use trainer::baselines::{ResNet18Config, Vgg16Config};
 use trainer::data::{self, DecodeReport, Listing, Split, SplitImages};
 use trainer::export::{self, ModelDescription, Provenance};
 use trainer::hardware;
 use trainer::metrics::{Evaluation, RunMetrics};
 use trainer::model::ModelConfig;
+use trainer::network::{trainable_params, NetworkConfig};
 use trainer::plot;
+use trainer::report;
 use trainer::training::{self, TrainingConfig, TrainingSetup};
 
 /// Train the hybrid CNN + 4-qubit classifier on Medical MNIST, predict, export to models/.
@@ -40,6 +43,8 @@ enum Command {
     /// Test accuracy of the trained circuit as a quantum device would run it: <Z> estimated
     /// from finite shots, depolarizing noise after every gate, readout bit flips.
     Noise(NoiseArgs),
+    /// The paper's comparison from finished runs: Table I (Markdown, CSV, JSON) and Figs. 1-4.
+    Report(ReportArgs),
     /// Write the trained circuit as OpenQASM 3 (angles as inputs) and, for given images,
     /// OpenQASM 2.0 programs with their angles plus the exact <Z> a simulator must give.
     Qasm(QasmArgs),
@@ -148,6 +153,27 @@ struct NoiseArgs {
 }
 
 #[derive(Args)]
+struct ReportArgs {
+    /// Finished run folders, in table order [default: those of runs/hybrid, runs/hybrid-paper,
+    /// runs/cnn, runs/resnet18, runs/vgg16 that have a metrics.json].
+    runs: Vec<PathBuf>,
+    /// Output folder: table-1.{md,csv,json}, fig1-metrics.png, fig2-curves.png,
+    /// fig3-confusion.png, fig4-prediction.png.
+    #[arg(long, default_value = "runs/report")]
+    out: PathBuf,
+    /// Data set folder (Fig. 4's image comes from its test split).
+    #[arg(long, default_value = "../shared/data/medical-mnist")]
+    data: PathBuf,
+    /// Test split, as for training: a split file, `none` or `auto`.
+    #[arg(long, default_value = "auto")]
+    split: String,
+    /// Fig. 4's image [default: the first CXR image of the test split]; its folder names its
+    /// true class.
+    #[arg(long)]
+    image: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct QasmArgs {
     /// Folder holding model.bpk + model.json (models/ or a run folder).
     #[arg(long, default_value = "models")]
@@ -168,14 +194,21 @@ enum ModelArg {
     HybridPaper,
     /// The classical CNN baseline (482,838 parameters).
     Cnn,
+    /// torchvision's ResNet-18 for 1-channel images (11,173,318 parameters).
+    #[value(name = "resnet18")]
+    ResNet18,
+    /// torchvision's VGG-16 without batch norm (134,283,974 parameters).
+    Vgg16,
 }
 
 impl ModelArg {
-    fn config(self, classes: usize) -> ModelConfig {
+    fn config(self, classes: usize) -> NetworkConfig {
         match self {
-            Self::Hybrid => ModelConfig::hybrid(classes),
-            Self::HybridPaper => ModelConfig::hybrid_paper(classes),
-            Self::Cnn => ModelConfig::cnn(classes),
+            Self::Hybrid => ModelConfig::hybrid(classes).into(),
+            Self::HybridPaper => ModelConfig::hybrid_paper(classes).into(),
+            Self::Cnn => ModelConfig::cnn(classes).into(),
+            Self::ResNet18 => NetworkConfig::ResNet18(ResNet18Config::new(classes)),
+            Self::Vgg16 => NetworkConfig::Vgg16(Vgg16Config::new(classes)),
         }
     }
 
@@ -185,6 +218,8 @@ impl ModelArg {
             Self::Hybrid => "runs/hybrid",
             Self::HybridPaper => "runs/hybrid-paper",
             Self::Cnn => "runs/cnn",
+            Self::ResNet18 => "runs/resnet18",
+            Self::Vgg16 => "runs/vgg16",
         }
     }
 }
@@ -215,6 +250,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Export(args)) => export(args),
         Some(Command::Noise(args)) => noise(args),
         Some(Command::Qasm(args)) => qasm(args),
+        Some(Command::Report(args)) => report(args),
     }
 }
 
@@ -298,7 +334,7 @@ fn train(args: TrainArgs) -> Result<()> {
     config.save(&config_path).with_context(|| format!("writing {}", config_path.display()))?;
 
     let device = device(args.device)?.autodiff();
-    let parameters = config.model.init(&device).param_count();
+    let parameters = trainable_params(&config.model.init(&device));
     let name = args.model.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
     eprintln!("model: {name}, {parameters} parameters; {} threads", rayon::current_num_threads());
     let setup = TrainingSetup {
@@ -320,8 +356,12 @@ fn train(args: TrainArgs) -> Result<()> {
     let predicted = training::predict_classes(&model, &images, &test, &inference_device);
     let truth: Vec<usize> = test.iter().map(|&i| usize::from(images.labels[i])).collect();
     let evaluation = Evaluation::new(&listing.classes, &truth, &predicted);
-    let description = ModelDescription { model: config.model.clone(), classes: listing.classes.clone() };
-    export::save_model(&run_dir, &model, &description)?;
+    // The compact models are what `predict` and `export` take; the large baselines' weights
+    // stay in the last checkpoint.
+    if let (Some(compact), NetworkConfig::Compact(model)) = (model.compact(), &config.model) {
+        let description = ModelDescription { model: model.clone(), classes: listing.classes.clone() };
+        export::save_model(&run_dir, compact, &description)?;
+    }
 
     let metrics = RunMetrics {
         model: name,
@@ -332,6 +372,10 @@ fn train(args: TrainArgs) -> Result<()> {
         train_images: train.len(),
         dataset_sha256: report.content_hash.clone(),
         threads: rayon::current_num_threads(),
+        hardware: match args.device {
+            DeviceArg::Cpu => format!("{}, {} threads", cpu_name(), rayon::current_num_threads()),
+            DeviceArg::Wgpu => "GPU (wgpu)".into(),
+        },
         training_seconds: trained.epochs.iter().map(|e| e.train_seconds).sum(),
         wall_seconds: wall.elapsed().as_secs_f64(),
         test: evaluation,
@@ -351,6 +395,18 @@ fn train(args: TrainArgs) -> Result<()> {
         run_dir.display()
     );
     Ok(())
+}
+
+/// The CPU's model name where the system tells it (Linux), else "CPU".
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "CPU".into())
 }
 
 fn report_skipped(report: &DecodeReport) {
@@ -377,13 +433,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     let (model, description) = export::load_model(&args.model_dir, &device).with_context(|| {
         format!("loading the model from {} (train and export first?)", args.model_dir.display())
     })?;
-    let pixels = data::load_image(&args.image)?;
-    let probabilities =
-        softmax(model.forward(data::images_tensor(std::iter::once(pixels.as_slice()), &device)), 1)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading probabilities: {e:?}"))?;
+    let probabilities = probabilities(&model, &data::load_image(&args.image)?, &device)?;
     let best =
         probabilities.iter().enumerate().fold(0, |b, (i, &p)| if p > probabilities[b] { i } else { b });
     println!(
@@ -396,6 +446,15 @@ fn predict(args: PredictArgs) -> Result<()> {
         println!("  {class:<10} {:>8.4} %", 100.0 * p);
     }
     Ok(())
+}
+
+/// The class probabilities `model` gives one image.
+fn probabilities(model: &trainer::model::Model, pixels: &[u8], device: &Device) -> Result<Vec<f32>> {
+    softmax(model.forward(data::images_tensor(std::iter::once(pixels), device)), 1)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading probabilities: {e:?}"))
 }
 
 fn export(args: ExportArgs) -> Result<()> {
@@ -546,5 +605,92 @@ fn qasm(args: QasmArgs) -> Result<()> {
     let expected = serde_json::json!({ "circuit": export::CIRCUIT_QASM_FILE, "cases": cases });
     training::write_json(&out.join("expected.json"), &expected)?;
     println!("{} OpenQASM 2.0 programs and expected.json in {}", cases.len(), out.display());
+    Ok(())
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    let dirs = if args.runs.is_empty() {
+        let defaults =
+            [ModelArg::Hybrid, ModelArg::HybridPaper, ModelArg::Cnn, ModelArg::ResNet18, ModelArg::Vgg16];
+        let found: Vec<PathBuf> = defaults
+            .iter()
+            .map(|m| PathBuf::from(m.run_dir()))
+            .filter(|dir| dir.join(report::METRICS_FILE).exists())
+            .collect();
+        anyhow::ensure!(!found.is_empty(), "no finished runs under runs/ (train first, or name run folders)");
+        found
+    } else {
+        args.runs.clone()
+    };
+    let runs = dirs
+        .iter()
+        .map(|dir| report::Run::load(dir).with_context(|| format!("{} is not a finished run", dir.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let classes = &runs[0].metrics.classes;
+    if let Some(other) = runs.iter().find(|r| &r.metrics.classes != classes) {
+        anyhow::bail!("{} has other classes than {}", other.dir.display(), runs[0].dir.display());
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+
+    let rows = report::table(&runs);
+    let table = report::markdown(&rows);
+    training::write_atomically(&args.out.join("table-1.md"), table.as_bytes())?;
+    training::write_atomically(&args.out.join("table-1.csv"), report::csv(&rows).as_bytes())?;
+    training::write_json(&args.out.join("table-1.json"), &rows)?;
+
+    let names: Vec<&str> = runs.iter().map(|r| r.metrics.model.as_str()).collect();
+    let bars: Vec<(&str, [f64; 4])> =
+        names.iter().zip(&rows).map(|(&n, r)| (n, [r.accuracy, r.precision, r.recall, r.f1])).collect();
+    plot::metric_bars(&args.out.join("fig1-metrics.png"), &bars)?;
+    let curves: Vec<(&str, &[_])> =
+        names.iter().zip(&runs).map(|(&n, r)| (n, r.metrics.epochs.as_slice())).collect();
+    plot::comparison_curves(&args.out.join("fig2-curves.png"), &curves)?;
+    let confusions: Vec<(&str, &Evaluation)> =
+        names.iter().zip(&runs).map(|(&n, r)| (n, &r.metrics.test)).collect();
+    plot::confusion_matrices(&args.out.join("fig3-confusion.png"), classes, &confusions)?;
+    // Fig. 4: the first run whose model the trainer saved (a compact one; the hybrid first).
+    match runs.iter().find(|r| r.dir.join(export::MODEL_DESCRIPTION_FILE).exists()) {
+        Some(run) => prediction_figure(&args, run, &args.out.join("fig4-prediction.png"))?,
+        None => eprintln!("no run has a saved compact model: Fig. 4 not drawn"),
+    }
+    print!("{table}");
+    println!("outputs in {}", args.out.display());
+    Ok(())
+}
+
+/// Fig. 4: `run`'s model on an unseen test image.
+fn prediction_figure(args: &ReportArgs, run: &report::Run, path: &Path) -> Result<()> {
+    let image = match &args.image {
+        Some(image) => image.clone(),
+        None => {
+            let listing = Listing::scan(&args.data)?;
+            let split = choose_split(&args.split, &args.data, 0, &listing)?;
+            let cxr = listing.classes.iter().position(|c| c == "CXR");
+            let pick = split.test.iter().find(|&&i| cxr.is_none_or(|c| usize::from(listing.files[i].0) == c));
+            let &index = pick.context("the test split is empty")?;
+            listing.root.join(&listing.files[index].1)
+        }
+    };
+    let device = cpu_device()?;
+    let (model, description) = export::load_model(&run.dir, &device)?;
+    let pixels = data::load_image(&image)?;
+    let probabilities = probabilities(&model, &pixels, &device)?;
+    let folder = |p: &Path| p.parent().and_then(Path::file_name).map(|s| s.to_string_lossy().into_owned());
+    let file = format!(
+        "{}/{}",
+        folder(&image).unwrap_or_default(),
+        image.file_name().map(|s| s.to_string_lossy()).unwrap_or_default()
+    );
+    let true_class = folder(&image).unwrap_or_else(|| "unknown".into());
+    let figure = plot::PredictionFigure {
+        pixels: &pixels,
+        side: data::IMAGE_SIDE,
+        file: &file,
+        true_class: &true_class,
+        model: &run.metrics.model,
+        classes: &description.classes,
+        probabilities: &probabilities,
+    };
+    plot::prediction(path, &figure)?;
     Ok(())
 }

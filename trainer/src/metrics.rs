@@ -81,12 +81,26 @@ pub struct RunMetrics {
     pub train_images: usize,
     pub dataset_sha256: String,
     pub threads: usize,
+    /// Where it trained: the CPU's name and thread count, or the GPU (empty in older runs).
+    #[serde(default)]
+    pub hardware: String,
     /// Seconds in training steps over all epochs (validation excluded).
     pub training_seconds: f64,
     /// Seconds including the per-epoch validation passes.
     pub wall_seconds: f64,
     pub test: Evaluation,
     pub epochs: Vec<EpochRecord>,
+}
+
+impl RunMetrics {
+    /// [`Self::hardware`], or the thread count where an older run did not record it.
+    pub fn hardware_or_threads(&self) -> String {
+        if self.hardware.is_empty() {
+            format!("CPU, {} threads", self.threads)
+        } else {
+            self.hardware.clone()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! PNG pictures of a run: learning curves (the paper's Fig. 2), the confusion matrix (Fig. 3),
+//! PNG pictures of a run: learning curves, the confusion matrix, the paper's Figs. 1-4 over
+//! several runs (metric bars, curves, confusion matrices, one prediction),
 //! and the accuracy of the circuit under shot and gate noise.
 //!
 //! Drawn with plotters' bitmap backend and encoded with `image`, so no system library is
@@ -131,59 +132,93 @@ where
 /// # Errors
 /// [`PlotError`] when drawing or writing fails.
 pub fn learning_curves(path: &Path, epochs: &[EpochRecord]) -> Result<(), PlotError> {
-    let text = font_available();
-    render(path, (1000, 420), |root| {
-        let panels = root.split_evenly((1, 2));
-        let last = epochs.len().max(1) as f64;
-        let x_range = 0.5..last + 0.5;
-        let accuracy: Vec<(f64, f64)> =
-            epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.validation_accuracy)).collect();
-        let train_accuracy: Vec<(f64, f64)> =
-            epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.train_accuracy)).collect();
-        let low = accuracy.iter().chain(&train_accuracy).map(|p| p.1).fold(100.0, f64::min);
-        let acc_low = (low - 0.5).clamp(0.0, 99.0);
-        let loss: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
-        let loss_high = loss.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1 + 1e-6;
+    let points = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
+        epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
+    };
+    let accuracy = points(|e| 100.0 * e.validation_accuracy);
+    let train_accuracy = points(|e| 100.0 * e.train_accuracy);
+    let loss = points(|e| e.train_loss);
+    let panels = [
+        vec![("validation", &accuracy, BLUE), ("training", &train_accuracy, RGBColor(150, 150, 150))],
+        vec![("training", &loss, RED)],
+    ];
+    render(path, (1000, 420), |root| draw_epoch_panels(&root, panels))
+}
 
-        let series: [Panel; 2] = [
-            (
-                "Validation accuracy",
-                "accuracy (%)",
-                acc_low..100.0,
-                vec![("validation", &accuracy, BLUE), ("training", &train_accuracy, RGBColor(150, 150, 150))],
-            ),
-            ("Training loss", "cross-entropy", 0.0..loss_high, vec![("training", &loss, RED)]),
-        ];
-        for (panel, (title, y_desc, y_range, lines)) in panels.iter().zip(series) {
-            let mut builder = ChartBuilder::on(panel);
-            builder.margin(15).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text {
-                60
-            } else {
-                5
-            });
-            if text {
-                builder.caption(title, ("sans-serif", 22));
-            }
-            let mut chart =
-                builder.build_cartesian_2d(x_range.clone(), y_range).map_err(|e| e.to_string())?;
-            let mut mesh = chart.configure_mesh();
-            mesh.x_desc("epoch")
-                .y_desc(y_desc)
-                .x_labels(epochs.len().clamp(2, 12))
-                .x_label_formatter(&|x| format!("{x:.0}"));
-            if !text {
-                mesh.disable_x_mesh().x_labels(0).y_labels(0);
-            }
-            mesh.draw().map_err(|e| e.to_string())?;
-            for (label, points, color) in lines {
-                draw_line(&mut chart, label, points, color, text)?;
-            }
-            if text {
-                draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
-            }
+/// Fig. 2 of the paper: validation accuracy and training loss per epoch of several runs, one
+/// line per run in each panel.
+///
+/// # Errors
+/// [`PlotError`] when drawing or writing fails.
+pub fn comparison_curves(path: &Path, runs: &[(&str, &[EpochRecord])]) -> Result<(), PlotError> {
+    let series = |f: fn(&EpochRecord) -> f64| -> Vec<(&str, Vec<(f64, f64)>)> {
+        runs.iter()
+            .map(|(name, epochs)| (*name, epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()))
+            .collect()
+    };
+    let accuracy = series(|e| 100.0 * e.validation_accuracy);
+    let loss = series(|e| e.train_loss);
+    let panels = [coloured(&accuracy), coloured(&loss)];
+    render(path, (1200, 480), |root| draw_epoch_panels(&root, panels))
+}
+
+/// Named series as lines in [`PALETTE`]'s colours.
+fn coloured<'a>(series: &'a [(&'a str, Vec<(f64, f64)>)]) -> Vec<Line<'a>> {
+    series
+        .iter()
+        .zip(PALETTE.iter().cycle())
+        .map(|((name, points), &colour)| (*name, points, colour))
+        .collect()
+}
+
+/// Two charts over epochs: accuracy (%) on the left, training loss on the right.
+fn draw_epoch_panels(
+    root: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    [accuracy, loss]: [Vec<Line>; 2],
+) -> Result<(), String> {
+    let text = font_available();
+    let last = accuracy.iter().chain(&loss).flat_map(|l| l.1.iter().map(|p| p.0)).fold(1.0, f64::max);
+    let x_range = 0.5..last + 0.5;
+    let low = accuracy.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(100.0, f64::min);
+    let acc_low = (low - 0.5).clamp(0.0, 99.0);
+    let loss_high = loss.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(0.0, f64::max) * 1.1 + 1e-6;
+    let panels: [Panel; 2] = [
+        ("Validation accuracy", "accuracy (%)", acc_low..100.0, accuracy),
+        ("Training loss", "cross-entropy", 0.0..loss_high, loss),
+    ];
+    for (panel, (title, y_desc, y_range, lines)) in root.split_evenly((1, 2)).iter().zip(panels) {
+        let mut builder = ChartBuilder::on(panel);
+        builder.margin(15).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text {
+            60
+        } else {
+            5
+        });
+        if text {
+            builder.caption(title, ("sans-serif", 22));
         }
-        Ok(())
-    })
+        let mut chart = builder.build_cartesian_2d(x_range.clone(), y_range).map_err(|e| e.to_string())?;
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc("epoch")
+            .y_desc(y_desc)
+            .x_labels((last as usize).clamp(2, 12))
+            .x_label_formatter(&|x| format!("{x:.0}"));
+        if !text {
+            mesh.disable_x_mesh().x_labels(0).y_labels(0);
+        }
+        mesh.draw().map_err(|e| e.to_string())?;
+        for (label, points, color) in lines {
+            draw_line(&mut chart, label, points, color, text)?;
+        }
+        if text {
+            let position = if y_desc == "cross-entropy" {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            };
+            draw_legend(&mut chart, position)?;
+        }
+    }
+    Ok(())
 }
 
 /// The test-set confusion matrix, counts in the cells, shaded by row fraction.
@@ -191,76 +226,102 @@ pub fn learning_curves(path: &Path, epochs: &[EpochRecord]) -> Result<(), PlotEr
 /// # Errors
 /// [`PlotError`] when drawing or writing fails.
 pub fn confusion_matrix(path: &Path, classes: &[String], evaluation: &Evaluation) -> Result<(), PlotError> {
-    let text = font_available();
-    let n = classes.len();
-    render(path, (760, 700), |root| {
-        let mut builder = ChartBuilder::on(&root);
-        builder.margin(20).x_label_area_size(if text { 70 } else { 5 }).y_label_area_size(if text {
-            100
-        } else {
-            5
-        });
-        if text {
-            builder.caption(
-                format!("Confusion matrix (test, accuracy {:.2} %)", 100.0 * evaluation.accuracy),
-                ("sans-serif", 22),
-            );
-        }
-        let mut chart = builder.build_cartesian_2d(0..n, 0..n).map_err(|e| e.to_string())?;
-        let (width, height) = chart.plotting_area().dim_in_pixel();
-        let half_cell = (width as i32 / (2 * n.max(1) as i32), height as i32 / (2 * n.max(1) as i32));
-        let name = |i: &usize| classes.get(*i).cloned().unwrap_or_default();
-        // Row 0 (first class) at the top, as confusion matrices are usually read.
-        let row_name = |i: &usize| n.checked_sub(i + 1).map(|r| name(&r)).unwrap_or_default();
-        let mut mesh = chart.configure_mesh();
-        mesh.disable_mesh()
-            .x_desc("predicted")
-            .y_desc("true")
-            .x_labels(n)
-            .y_labels(n)
-            .x_label_formatter(&name)
-            .y_label_formatter(&row_name);
-        if !text {
-            mesh.x_labels(0).y_labels(0);
-        }
-        // Labels sit at the left/bottom edge of each cell; centre them with an offset.
-        mesh.x_label_offset(half_cell.0).y_label_offset(-half_cell.1);
-        mesh.draw().map_err(|e| e.to_string())?;
-        for (t, row) in evaluation.confusion.iter().enumerate() {
-            let total = row.iter().sum::<usize>().max(1) as f64;
-            for (p, &count) in row.iter().enumerate() {
-                let y = n - 1 - t;
-                let shade = (255.0 * (1.0 - count as f64 / total)) as u8;
-                let fill = if t == p {
-                    RGBColor(shade, shade, 255)
-                } else if count > 0 {
-                    RGBColor(255, shade.min(200), shade.min(200))
-                } else {
-                    WHITE
-                };
-                chart
-                    .draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], fill.filled())])
-                    .map_err(|e| e.to_string())?;
-                chart
-                    .draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], BLACK.mix(0.3))])
-                    .map_err(|e| e.to_string())?;
-                if text {
-                    let colour = if t == p && count as f64 / total > 0.5 { WHITE } else { BLACK };
-                    let style = ("sans-serif", 20).into_font().color(&colour).pos(
-                        plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Center,
-                            plotters::style::text_anchor::VPos::Center,
-                        ),
-                    );
-                    let cell = chart.backend_coord(&(p, y + 1));
-                    let next = chart.backend_coord(&(p + 1, y));
-                    let centre = ((cell.0 + next.0) / 2, (cell.1 + next.1) / 2);
-                    root.draw_text(&count.to_string(), &style, centre).map_err(|e| e.to_string())?;
-                }
-            }
+    let title = format!("Confusion matrix (test, accuracy {:.2} %)", 100.0 * evaluation.accuracy);
+    render(path, (760, 700), |root| draw_confusion(&root, &title, classes, evaluation))
+}
+
+/// Fig. 3 of the paper: the confusion matrix of each run, in a grid of up to three columns.
+///
+/// # Errors
+/// [`PlotError`] when drawing or writing fails.
+pub fn confusion_matrices(
+    path: &Path,
+    classes: &[String],
+    runs: &[(&str, &Evaluation)],
+) -> Result<(), PlotError> {
+    let columns = runs.len().clamp(1, 3);
+    let rows = runs.len().div_ceil(columns).max(1);
+    render(path, (620 * columns as u32, 580 * rows as u32), |root| {
+        for (area, (name, evaluation)) in root.split_evenly((rows, columns)).iter().zip(runs) {
+            let title = format!("{name}: accuracy {:.2} %", 100.0 * evaluation.accuracy);
+            draw_confusion(area, &title, classes, evaluation)?;
         }
         Ok(())
     })
+}
+
+/// One confusion matrix, counts in the cells, shaded by row fraction, into `root`.
+fn draw_confusion(
+    root: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    title: &str,
+    classes: &[String],
+    evaluation: &Evaluation,
+) -> Result<(), String> {
+    let text = font_available();
+    let n = classes.len();
+    let mut builder = ChartBuilder::on(root);
+    builder.margin(20).x_label_area_size(if text { 70 } else { 5 }).y_label_area_size(if text {
+        100
+    } else {
+        5
+    });
+    if text {
+        builder.caption(title, ("sans-serif", 22));
+    }
+    let mut chart = builder.build_cartesian_2d(0..n, 0..n).map_err(|e| e.to_string())?;
+    let (width, height) = chart.plotting_area().dim_in_pixel();
+    let half_cell = (width as i32 / (2 * n.max(1) as i32), height as i32 / (2 * n.max(1) as i32));
+    let name = |i: &usize| classes.get(*i).cloned().unwrap_or_default();
+    // Row 0 (first class) at the top, as confusion matrices are usually read.
+    let row_name = |i: &usize| n.checked_sub(i + 1).map(|r| name(&r)).unwrap_or_default();
+    let mut mesh = chart.configure_mesh();
+    mesh.disable_mesh()
+        .x_desc("predicted")
+        .y_desc("true")
+        .x_labels(n)
+        .y_labels(n)
+        .x_label_formatter(&name)
+        .y_label_formatter(&row_name);
+    if !text {
+        mesh.x_labels(0).y_labels(0);
+    }
+    // Labels sit at the left/bottom edge of each cell; centre them with an offset.
+    mesh.x_label_offset(half_cell.0).y_label_offset(-half_cell.1);
+    mesh.draw().map_err(|e| e.to_string())?;
+    for (t, row) in evaluation.confusion.iter().enumerate() {
+        let total = row.iter().sum::<usize>().max(1) as f64;
+        for (p, &count) in row.iter().enumerate() {
+            let y = n - 1 - t;
+            let shade = (255.0 * (1.0 - count as f64 / total)) as u8;
+            let fill = if t == p {
+                RGBColor(shade, shade, 255)
+            } else if count > 0 {
+                RGBColor(255, shade.min(200), shade.min(200))
+            } else {
+                WHITE
+            };
+            chart
+                .draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], fill.filled())])
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], BLACK.mix(0.3))])
+                .map_err(|e| e.to_string())?;
+            if text {
+                let colour = if t == p && count as f64 / total > 0.5 { WHITE } else { BLACK };
+                let style = ("sans-serif", 20).into_font().color(&colour).pos(
+                    plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Center,
+                    ),
+                );
+                let cell = chart.backend_coord(&(p, y + 1));
+                let next = chart.backend_coord(&(p + 1, y));
+                let centre = ((cell.0 + next.0) / 2, (cell.1 + next.1) / 2);
+                root.draw_text(&count.to_string(), &style, centre).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Colours of successive lines in one chart.
@@ -366,6 +427,195 @@ pub fn noise_curves(path: &Path, report: &NoiseReport) -> Result<(), PlotError> 
             }
             if text {
                 draw_legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The metrics Fig. 1 compares, in its order.
+pub const COMPARED_METRICS: [&str; 4] = ["accuracy", "precision", "recall", "F1"];
+
+/// Fig. 1 of the paper: accuracy, macro precision, recall and F1 (%) of each run, grouped by
+/// metric, one colour per run, the value above each bar. The y axis starts just below the
+/// lowest value so that differences of a tenth of a point show.
+///
+/// # Errors
+/// [`PlotError`] when drawing or writing fails.
+pub fn metric_bars(path: &Path, runs: &[(&str, [f64; 4])]) -> Result<(), PlotError> {
+    let text = font_available();
+    let low = runs.iter().flat_map(|(_, v)| v.iter().copied()).fold(100.0, f64::min);
+    let y_low = ((low - 0.5).floor()).clamp(0.0, 99.0);
+    let group = 0.8 / runs.len().max(1) as f64;
+    render(path, (1200, 560), |root| {
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(20).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text {
+            60
+        } else {
+            5
+        });
+        if text {
+            builder.caption(
+                "Test-set metrics per model (macro averages over the 6 classes)",
+                ("sans-serif", 22),
+            );
+        }
+        let mut chart = builder.build_cartesian_2d(0.0..4.0, y_low..100.4).map_err(|e| e.to_string())?;
+        let mut mesh = chart.configure_mesh();
+        // Nine labels over 0..4 fall every 0.5; the group centres (x.5) carry the names.
+        mesh.disable_x_mesh().y_desc("%").x_labels(9).x_label_formatter(&|x: &f64| {
+            COMPARED_METRICS
+                .get(x.floor() as usize)
+                .filter(|_| is_centre(*x))
+                .copied()
+                .unwrap_or("")
+                .to_string()
+        });
+        if !text {
+            mesh.x_labels(0).y_labels(0);
+        }
+        mesh.draw().map_err(|e| e.to_string())?;
+        for (r, ((name, values), &colour)) in runs.iter().zip(PALETTE.iter().cycle()).enumerate() {
+            let left = |m: usize| m as f64 + 0.1 + r as f64 * group;
+            let bars = values.iter().enumerate().map(|(m, &v)| {
+                Rectangle::new(
+                    [(left(m) + 0.005, y_low), (left(m) + group - 0.005, v.max(y_low))],
+                    colour.filled(),
+                )
+            });
+            let drawn = chart.draw_series(bars).map_err(|e| e.to_string())?;
+            if text {
+                drawn
+                    .label(*name)
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled()));
+                let style =
+                    ("sans-serif", 12).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Bottom,
+                    ));
+                let labels = values
+                    .iter()
+                    .enumerate()
+                    .map(|(m, &v)| Text::new(format!("{v:.2}"), (left(m) + group / 2.0, v), style.clone()));
+                chart.draw_series(labels).map_err(|e| e.to_string())?;
+            }
+        }
+        if text {
+            draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+        }
+        Ok(())
+    })
+}
+
+/// Whether `x` is the centre of a unit cell (a bar or a group of bars).
+fn is_centre(x: f64) -> bool {
+    (x - x.floor() - 0.5).abs() < 1e-6
+}
+
+/// What Fig. 4 shows: one image, its true class, and a model's class probabilities.
+pub struct PredictionFigure<'a> {
+    /// Row-major gray pixels, `side` x `side`.
+    pub pixels: &'a [u8],
+    pub side: usize,
+    pub file: &'a str,
+    pub true_class: &'a str,
+    pub model: &'a str,
+    pub classes: &'a [String],
+    pub probabilities: &'a [f32],
+}
+
+/// Fig. 4 of the paper: the image on the left, the model's probability for each class as
+/// horizontal bars on the right, the predicted class highlighted.
+///
+/// # Errors
+/// [`PlotError`] when drawing or writing fails.
+pub fn prediction(path: &Path, figure: &PredictionFigure) -> Result<(), PlotError> {
+    let text = font_available();
+    let best =
+        figure
+            .probabilities
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &p)| if p > figure.probabilities[b] { i } else { b });
+    let predicted = figure.classes.get(best).map_or("?", String::as_str);
+    render(path, (1100, 480), |root| {
+        let (left, right) = root.split_horizontally(460);
+        let mut builder = ChartBuilder::on(&left);
+        builder.margin(20);
+        if text {
+            builder
+                .caption(format!("{} (true class {})", figure.file, figure.true_class), ("sans-serif", 18));
+        }
+        let side = figure.side;
+        let mut image = builder.build_cartesian_2d(0..side, 0..side).map_err(|e| e.to_string())?;
+        // Row 0 at the top, as the image is stored.
+        let pixels = figure.pixels.chunks(side.max(1)).enumerate().flat_map(|(row, line)| {
+            line.iter().enumerate().map(move |(column, &gray)| {
+                let y = side - 1 - row;
+                Rectangle::new([(column, y), (column + 1, y + 1)], RGBColor(gray, gray, gray).filled())
+            })
+        });
+        image.draw_series(pixels).map_err(|e| e.to_string())?;
+
+        let n = figure.classes.len();
+        let mut builder = ChartBuilder::on(&right);
+        builder.margin(20).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text {
+            100
+        } else {
+            5
+        });
+        if text {
+            let caption = format!(
+                "{}: {} ({:.2} %)",
+                figure.model,
+                predicted,
+                100.0 * figure.probabilities.get(best).copied().unwrap_or(0.0)
+            );
+            builder.caption(caption, ("sans-serif", 20));
+        }
+        let mut chart = builder.build_cartesian_2d(0.0..118.0, 0.0..n as f64).map_err(|e| e.to_string())?;
+        // Labels every 0.5; the bar centres (y.5) carry the class names, class 0 at the top.
+        let class_at = |y: &f64| {
+            n.checked_sub(y.floor() as usize + 1)
+                .filter(|_| is_centre(*y))
+                .and_then(|c| figure.classes.get(c))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut mesh = chart.configure_mesh();
+        mesh.disable_y_mesh()
+            .x_desc("probability (%)")
+            .y_labels(2 * n + 1)
+            .y_label_formatter(&class_at)
+            .x_label_formatter(&|x| {
+                if *x <= 100.0 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            });
+        if !text {
+            mesh.x_labels(0).y_labels(0);
+        }
+        mesh.draw().map_err(|e| e.to_string())?;
+        for (c, &p) in figure.probabilities.iter().enumerate() {
+            let y = (n - 1 - c) as f64;
+            let percent = 100.0 * f64::from(p);
+            let colour = if c == best { RGBColor(31, 119, 180) } else { RGBColor(160, 160, 160) };
+            chart
+                .draw_series([Rectangle::new([(0.0, y + 0.2), (percent, y + 0.8)], colour.filled())])
+                .map_err(|e| e.to_string())?;
+            if text {
+                let style =
+                    ("sans-serif", 14).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Left,
+                        plotters::style::text_anchor::VPos::Center,
+                    ));
+                let label =
+                    if percent >= 0.01 { format!("{percent:.2} %") } else { format!("{percent:.1e} %") };
+                chart
+                    .draw_series([Text::new(label, (percent + 1.0, y + 0.5), style)])
+                    .map_err(|e| e.to_string())?;
             }
         }
         Ok(())

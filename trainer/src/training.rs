@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Images, SplitMix64};
-use crate::model::{Model, ModelConfig};
+use crate::network::{Classifier, Network, NetworkConfig};
 
 /// Errors of training, checkpointing and evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub enum TrainingError {
 /// Everything that defines a training run; saved as `config.json` in the run folder.
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
-    pub model: ModelConfig,
+    pub model: NetworkConfig,
     #[config(default = 10)]
     pub epochs: usize,
     #[config(default = 32)]
@@ -67,7 +67,7 @@ pub struct EpochRecord {
 
 /// What a finished (or resumed and finished) run returns.
 pub struct TrainedRun {
-    pub model: Model,
+    pub model: Network,
     pub epochs: Vec<EpochRecord>,
 }
 
@@ -81,7 +81,8 @@ pub struct TrainingSetup<'a> {
     /// Show a progress bar (it hides itself anyway when stderr is not a terminal).
     pub progress: bool,
     /// Model copies each batch is split across ([`batch_gradients`]): the thread count on the
-    /// CPU, 1 on a GPU (which parallelises within each operation).
+    /// CPU, 1 on a GPU (which parallelises within each operation). Networks that do not split
+    /// exactly ([`Network::splits_exactly`]) always run whole batches.
     pub replicas: usize,
 }
 
@@ -112,6 +113,7 @@ pub fn train(
             (model, optimizer, epochs) = checkpoint.load(model, optimizer)?;
         }
     }
+    let replicas = if model.splits_exactly() { setup.replicas } else { 1 };
     for epoch in epochs.len() + 1..=config.epochs {
         let mut order = setup.train.to_vec();
         SplitMix64::new(config.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).shuffle(&mut order);
@@ -119,7 +121,7 @@ pub fn train(
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for indices in order.chunks(config.batch_size) {
-            let step = batch_gradients(&model, setup.images, indices, setup.replicas, device);
+            let step = batch_gradients(&model, setup.images, indices, replicas, device);
             model = optimizer.step(config.learning_rate, model, step.grads);
             correct += step.correct;
             loss_sum += step.loss * indices.len() as f64;
@@ -179,17 +181,17 @@ pub struct BatchGradients {
 /// part order: the result is the whole batch's gradient up to float rounding, and the same on
 /// every run with the same replica count. burn's kernels are parallel too, but at this model's
 /// sizes they keep a second core only half busy; whole parts keep it busy.
-pub fn batch_gradients(
-    model: &Model,
+pub fn batch_gradients<M: Classifier>(
+    model: &M,
     images: &Images,
     indices: &[usize],
     replicas: usize,
     device: &Device,
 ) -> BatchGradients {
     let part_len = indices.len().div_ceil(replicas.max(1)).max(1);
-    let part_gradients = |model: &Model, part: &[usize]| {
+    let part_gradients = |model: &M, part: &[usize]| {
         let batch = data::batch(images, part, device);
-        let logits = model.forward(batch.images);
+        let logits = model.logits(batch.images);
         let correct = count_correct(logits.clone(), &images.labels, part);
         let loss = CrossEntropyLossConfig::new().init(device).forward(logits, batch.labels);
         let share = part.len() as f64 / indices.len() as f64;
@@ -208,7 +210,7 @@ pub fn batch_gradients(
         .into_par_iter()
         .map(|(replica, part)| part_gradients(&replica, part))
         .collect();
-    let mut sum = GradientsAccumulator::<Model>::new();
+    let mut sum = GradientsAccumulator::<M>::new();
     let (mut loss, mut correct) = (0.0, 0);
     for (grads, part_loss, part_correct) in parts {
         sum.accumulate(model, grads);
@@ -241,18 +243,28 @@ fn count_correct(logits: Tensor<2>, labels: &[u8], indices: &[usize]) -> usize {
 const PREDICT_BATCH: usize = 512;
 
 /// Class probabilities for the images `indices`, row-major `[n, classes]`.
-pub fn predict_probabilities(model: &Model, images: &Images, indices: &[usize], device: &Device) -> Vec<f32> {
+pub fn predict_probabilities<M: Classifier>(
+    model: &M,
+    images: &Images,
+    indices: &[usize],
+    device: &Device,
+) -> Vec<f32> {
     let mut out = Vec::new();
     for chunk in indices.chunks(PREDICT_BATCH) {
         let batch = data::images_tensor(chunk.iter().map(|&i| images.image(i)), device);
-        let probs = softmax(model.forward(batch), 1).into_data().convert::<f32>();
+        let probs = softmax(model.logits(batch), 1).into_data().convert::<f32>();
         out.extend_from_slice(probs.as_slice::<f32>().unwrap_or_default());
     }
     out
 }
 
 /// The most probable class of each image `indices`.
-pub fn predict_classes(model: &Model, images: &Images, indices: &[usize], device: &Device) -> Vec<usize> {
+pub fn predict_classes<M: Classifier>(
+    model: &M,
+    images: &Images,
+    indices: &[usize],
+    device: &Device,
+) -> Vec<usize> {
     let probs = predict_probabilities(model, images, indices, device);
     let classes = probs.len() / indices.len().max(1);
     probs
@@ -291,7 +303,7 @@ impl Checkpoint {
 
     fn save(
         root: &Path,
-        model: &Model,
+        model: &Network,
         optimizer: &ModuleOptimizer,
         epochs: &[EpochRecord],
     ) -> Result<(), TrainingError> {
@@ -328,9 +340,9 @@ impl Checkpoint {
 
     fn load(
         &self,
-        model: Model,
+        model: Network,
         optimizer: ModuleOptimizer,
-    ) -> Result<(Model, ModuleOptimizer, Vec<EpochRecord>), TrainingError> {
+    ) -> Result<(Network, ModuleOptimizer, Vec<EpochRecord>), TrainingError> {
         let record_err = |path: PathBuf| move |source| TrainingError::Record { path, source };
         let model_path = self.dir.join(Self::MODEL);
         let model = model.try_load_file(&model_path).map_err(record_err(model_path.clone()))?;
