@@ -341,8 +341,8 @@ pub(crate) fn wait_or_kill(child: &mut Child) -> Option<std::process::ExitStatus
     None
 }
 
-/// Says where a board's defmt log is and how to read it.
-pub(crate) fn defmt_log_saved(elf: &Path, log: &Path) -> Result<()> {
+/// Says where a board's defmt log is and how to read it; returns its length.
+pub(crate) fn defmt_log_saved(elf: &Path, log: &Path) -> Result<u64> {
     let len = std::fs::metadata(log).with_context(|| format!("no defmt log {}", log.display()))?.len();
     eprintln!(
         "  defmt log: {len} bytes in {} (decode: defmt-print -e {} < {})",
@@ -350,7 +350,7 @@ pub(crate) fn defmt_log_saved(elf: &Path, log: &Path) -> Result<()> {
         elf.display(),
         log.display()
     );
-    Ok(())
+    Ok(len)
 }
 
 /// Tiny deterministic generator for the damage pattern (xorshift64*).

@@ -155,7 +155,8 @@ impl Board for Rp2040js {
         writeln!(stdin, "reset").context("telling the bridge to reset the chip")
     }
 
-    /// Stops the bridge; reports the cycles per classification and where the defmt log is.
+    /// Stops the bridge; reports the cycles per classification and where the defmt log (read out
+    /// of the emulated RAM's RTT buffer) is.
     fn stop(mut self) -> Result<()> {
         drop(self.stdin.take());
         let status = firmware::wait_or_kill(&mut self.child);
@@ -165,7 +166,9 @@ impl Board for Rp2040js {
         );
         let counts = self.counts.take().and_then(|h| h.join().ok()).unwrap_or_default();
         report_cycles(&counts);
-        firmware::defmt_log_saved(&self.elf, &self.elf.with_extension("defmt"))
+        let logged = firmware::defmt_log_saved(&self.elf, &self.elf.with_extension("defmt"))?;
+        ensure!(logged > 0, "no defmt log came out of the emulated RAM (RTT)");
+        Ok(())
     }
 }
 
