@@ -316,7 +316,9 @@ fn draw_confusion(
                 );
                 let cell = chart.backend_coord(&(p, y + 1));
                 let next = chart.backend_coord(&(p + 1, y));
-                let centre = ((cell.0 + next.0) / 2, (cell.1 + next.1) / 2);
+                // Backend pixels are absolute; `root` draws relative to its own corner.
+                let base = root.get_base_pixel();
+                let centre = ((cell.0 + next.0) / 2 - base.0, (cell.1 + next.1) / 2 - base.1);
                 root.draw_text(&count.to_string(), &style, centre).map_err(|e| e.to_string())?;
             }
         }
@@ -445,7 +447,9 @@ pub const COMPARED_METRICS: [&str; 4] = ["accuracy", "precision", "recall", "F1"
 pub fn metric_bars(path: &Path, runs: &[(&str, [f64; 4])]) -> Result<(), PlotError> {
     let text = font_available();
     let low = runs.iter().flat_map(|(_, v)| v.iter().copied()).fold(100.0, f64::min);
+    let high = runs.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max);
     let y_low = ((low - 0.5).floor()).clamp(0.0, 99.0);
+    let y_high = (high + 0.08 * (high - y_low)).clamp(y_low + 0.5, 100.4); // room for the labels
     let group = 0.8 / runs.len().max(1) as f64;
     render(path, (1200, 560), |root| {
         let mut builder = ChartBuilder::on(&root);
@@ -460,7 +464,7 @@ pub fn metric_bars(path: &Path, runs: &[(&str, [f64; 4])]) -> Result<(), PlotErr
                 ("sans-serif", 22),
             );
         }
-        let mut chart = builder.build_cartesian_2d(0.0..4.0, y_low..100.4).map_err(|e| e.to_string())?;
+        let mut chart = builder.build_cartesian_2d(0.0..4.0, y_low..y_high).map_err(|e| e.to_string())?;
         let mut mesh = chart.configure_mesh();
         // Nine labels over 0..4 fall every 0.5; the group centres (x.5) carry the names.
         mesh.disable_x_mesh().y_desc("%").x_labels(9).x_label_formatter(&|x: &f64| {

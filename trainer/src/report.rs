@@ -104,20 +104,34 @@ const HEADER: [&str; 13] = [
     "hardware",
 ];
 
-fn cells(row: &TableRow) -> [String; 13] {
+/// `n` with a comma between thousands, as the paper and the README print counts.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A row's fields, counts written by `count` (with separators for people, without for CSV).
+fn cells(row: &TableRow, count: fn(usize) -> String) -> [String; 13] {
     [
         row.model.clone(),
-        row.parameters.to_string(),
+        count(row.parameters),
         format!("{:.3}", row.accuracy),
         format!("{:.3}", row.precision),
         format!("{:.3}", row.recall),
         format!("{:.3}", row.f1),
-        row.test_images.to_string(),
+        count(row.test_images),
         row.epochs.to_string(),
-        row.train_images.to_string(),
-        format!("{:.0}", row.training_seconds),
+        count(row.train_images),
+        count(row.training_seconds.round() as usize),
         row.time_vs_hybrid.map_or_else(|| "-".into(), |r| format!("{r:.1}x")),
-        format!("{:.0}", row.ten_epoch_seconds),
+        count(row.ten_epoch_seconds.round() as usize),
         row.hardware.clone(),
     ]
 }
@@ -126,7 +140,7 @@ fn cells(row: &TableRow) -> [String; 13] {
 pub fn markdown(rows: &[TableRow]) -> String {
     let mut out = format!("| {} |\n|{}\n", HEADER.join(" | "), "---|".repeat(HEADER.len()));
     for row in rows {
-        let _ = writeln!(out, "| {} |", cells(row).join(" | "));
+        let _ = writeln!(out, "| {} |", cells(row, thousands).join(" | "));
     }
     out
 }
@@ -143,7 +157,45 @@ pub fn csv(rows: &[TableRow]) -> String {
     let line = |fields: &[String]| fields.iter().map(|f| field(f)).collect::<Vec<_>>().join(",") + "\n";
     let mut out = line(&HEADER.map(String::from));
     for row in rows {
-        out += &line(&cells(row));
+        out += &line(&cells(row, |n| n.to_string()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, parameters: usize) -> TableRow {
+        TableRow {
+            model: model.into(),
+            parameters,
+            accuracy: 99.5,
+            precision: 99.4,
+            recall: 99.3,
+            f1: 99.35,
+            test_images: 11_791,
+            epochs: 10,
+            train_images: 47_163,
+            training_seconds: 1234.4,
+            time_vs_hybrid: None,
+            ten_epoch_seconds: 1234.4,
+            hardware: "CPU, 2 threads".into(),
+        }
+    }
+
+    #[test]
+    fn markdown_and_csv_hold_every_row() {
+        let rows = [row("hybrid", 8_234), row("vgg16", 134_283_974)];
+        let markdown = markdown(&rows);
+        assert!(
+            markdown.lines().nth(3).is_some_and(|l| l.starts_with("| vgg16 | 134,283,974 | 99.500 |")),
+            "{markdown}"
+        );
+        let csv = csv(&rows);
+        assert_eq!(csv.lines().count(), 3);
+        assert!(csv.lines().nth(2).is_some_and(|l| l.starts_with("vgg16,134283974,99.500,")), "{csv}");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1_000), "1,000");
+    }
 }
