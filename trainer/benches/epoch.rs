@@ -8,7 +8,8 @@
 //!
 //! Uses synthetic images (timings do not depend on pixel values), so it runs without the data
 //! set. `BENCH_THREADS` fixes the rayon pool size (default: all cores); `BENCH_FILTER` keeps
-//! the designs whose name contains it; `BENCH_BATCH` changes the batch size (default 32).
+//! the designs whose name contains it or one of its comma-separated parts (`hybrid,cnn`);
+//! `BENCH_BATCH` changes the batch size (default 32).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -48,7 +49,8 @@ fn main() {
         "design", "params", "batch", "fwd", "bwd", "optim", "step", "trainer step", "s/epoch", "GFLOP/s"
     );
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
-    for (name, config) in designs().into_iter().filter(|(name, _)| name.contains(&filter)) {
+    let wanted = |name: &str| filter.split(',').any(|part| name.contains(part));
+    for (name, config) in designs().into_iter().filter(|(name, _)| wanted(name)) {
         let timing = time_phases(&config, &images, batch_size, &device);
         let step = if config.init(&device).splits_exactly() {
             time_trainer_steps(&config, &images, batch_size, threads, &device)
