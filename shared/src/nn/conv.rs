@@ -124,12 +124,14 @@ pub fn conv2d_relu(
         pad(input, c, h, w, p, buffer);
         buffer
     };
-    let valid = Valid { channels: c, height: h + 2 * p, width: w + 2 * p, stride: options.stride as usize };
-    // The model's kernel sizes get fully unrolled windows; any other size runs the same loop.
-    match options.kernel {
-        3 => valid.convolve::<3>(3, source, weights, bias, requant, output),
-        6 => valid.convolve::<6>(6, source, weights, bias, requant, output),
-        k => valid.convolve::<0>(k as usize, source, weights, bias, requant, output),
+    let valid = Valid { channels: c, height: h + 2 * p, width: w + 2 * p };
+    // The model's layers (6x6 stride 4, 3x3 stride 2, 3x3 stride 1) get fully unrolled
+    // windows; any other shape runs the same loops with runtime sizes.
+    match (options.kernel, options.stride) {
+        (6, 4) => valid.convolve::<6, 4>(6, 4, source, weights, bias, requant, output),
+        (3, 2) => valid.convolve::<3, 2>(3, 2, source, weights, bias, requant, output),
+        (3, 1) => valid.convolve::<3, 1>(3, 1, source, weights, bias, requant, output),
+        (k, s) => valid.convolve::<0, 0>(k as usize, s as usize, source, weights, bias, requant, output),
     }
     Ok(())
 }
@@ -151,15 +153,21 @@ struct Valid {
     channels: usize,
     height: usize,
     width: usize,
-    stride: usize,
 }
 
+/// Output pixels of one row computed together: each weight is loaded (and sign-extended)
+/// once per block and its `BLOCK` accumulators stay in registers.
+const BLOCK: usize = 4;
+
 impl Valid {
-    /// `K` is the kernel size when known at compile time, 0 to use `k`.
+    /// `K` and `S` are the kernel size and stride when known at compile time, 0 to use `k`
+    /// and `s`.
     #[inline(always)]
-    fn convolve<const K: usize>(
+    #[allow(clippy::too_many_arguments)]
+    fn convolve<const K: usize, const S: usize>(
         &self,
         k: usize,
+        s: usize,
         input: &[u8],
         weights: &[u8],
         bias: impl Fn(usize) -> i32,
@@ -167,29 +175,76 @@ impl Valid {
         output: &mut [u8],
     ) {
         let k = if K == 0 { k } else { K };
-        let (w, plane) = (self.width, self.height * self.width);
-        let (oh, ow) = ((self.height - k) / self.stride + 1, (self.width - k) / self.stride + 1);
-        for (o, (out_plane, kernel)) in
-            output.chunks_exact_mut(oh * ow).zip(weights.chunks_exact(self.channels * k * k)).enumerate()
-        {
+        let s = if S == 0 { s } else { S };
+        let (oh, ow) = ((self.height - k) / s + 1, (self.width - k) / s + 1);
+        let taps = self.channels * k * k;
+        let window = Window { k, s, width: self.width, plane: self.height * self.width, taps };
+        for o in 0..output.len() / (oh * ow) {
+            let kernel = &weights[o * taps..][..taps];
+            let out_plane = &mut output[o * oh * ow..][..oh * ow];
             let (b, rq) = (bias(o), requant(o));
-            for (oy, out_row) in out_plane.chunks_exact_mut(ow).enumerate() {
-                for (ox, out) in out_row.iter_mut().enumerate() {
-                    let corner = oy * self.stride * w + ox * self.stride;
-                    let mut acc = b;
-                    for (in_plane, taps) in input.chunks_exact(plane).zip(kernel.chunks_exact(k * k)) {
-                        for ky in 0..k {
-                            let row = &in_plane[corner + ky * w..][..k];
-                            let t = &taps[ky * k..][..k];
-                            for kx in 0..k {
-                                acc = acc.wrapping_add(i32::from(row[kx]) * i32::from(t[kx] as i8));
-                            }
-                        }
+            for oy in 0..oh {
+                let out_row = &mut out_plane[oy * ow..][..ow];
+                let mut ox = 0;
+                while ox + BLOCK <= ow {
+                    let acc = window.sum::<K, S, BLOCK>(input, kernel, oy * s * self.width + ox * s, b);
+                    for (y, a) in out_row[ox..][..BLOCK].iter_mut().zip(acc) {
+                        *y = rq.apply_relu_u8(a);
                     }
-                    *out = rq.apply_relu_u8(acc);
+                    ox += BLOCK;
+                }
+                while ox < ow {
+                    let [a] = window.sum::<K, S, 1>(input, kernel, oy * s * self.width + ox * s, b);
+                    out_row[ox] = rq.apply_relu_u8(a);
+                    ox += 1;
                 }
             }
         }
+    }
+}
+
+/// Where the windows of a convolution lie in its (padded) input.
+struct Window {
+    k: usize,
+    s: usize,
+    width: usize,
+    plane: usize,
+    /// Weights of one output channel (`channels * k * k`).
+    taps: usize,
+}
+
+impl Window {
+    /// `bias + sum input * kernel` for `P` horizontally adjacent windows, the first with its
+    /// top left corner at `corner`.
+    #[inline(always)]
+    fn sum<const K: usize, const S: usize, const P: usize>(
+        &self,
+        input: &[u8],
+        kernel: &[u8],
+        corner: usize,
+        bias: i32,
+    ) -> [i32; P] {
+        let k = if K == 0 { self.k } else { K };
+        let s = if S == 0 { self.s } else { S };
+        let span = (P - 1) * s + k;
+        let mut acc = [bias; P];
+        let mut start = corner;
+        let mut t = 0;
+        while t < self.taps {
+            for ky in 0..k {
+                let row = &input[start + ky * self.width..][..span];
+                let w = &kernel[t + ky * k..][..k];
+                for kx in 0..k {
+                    let wt = i32::from(w[kx] as i8);
+                    for p in 0..P {
+                        acc[p] = acc[p].wrapping_add(i32::from(row[p * s + kx]) * wt);
+                    }
+                }
+            }
+            start += self.plane;
+            t += k * k;
+        }
+        acc
     }
 }
 
