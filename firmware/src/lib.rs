@@ -16,6 +16,11 @@ pub const MODEL_HASH: ModelHash = ModelHash(include!(concat!(env!("OUT_DIR"), "/
 /// Bytes of classifier scratch the firmware reserves; checked against the model at boot.
 pub const SCRATCH_LEN: usize = 24 * 1024;
 
+/// `i32` elements reserved for the convolution weights re-laid at boot
+/// ([`IntCnn::group_weights`]: one word per weight, output channels in groups of 4), which
+/// the fast kernels read; checked against the model at boot.
+pub const GROUPED_LEN: usize = 6 * 1024;
+
 /// A byte stream to the host.
 pub trait Link {
     /// Copies the bytes already received (none if nothing is waiting) into `buf`; never blocks.
@@ -49,7 +54,7 @@ pub extern "C" fn qmed_classify_end() {
 
 /// The embedded model, parsed, or `None` when the artifacts do not load (the device then
 /// answers every image with [`Error::ModelUnavailable`] instead of rebooting).
-pub fn load_model() -> Option<FixedClassifier<'static>> {
+pub fn load_model(grouped: &'static mut [i32; GROUPED_LEN]) -> Option<FixedClassifier<'static>> {
     let cnn = match IntCnn::decode_from_bytes(CNN_ARTIFACT) {
         Ok(cnn) => cnn,
         Err(e) => {
@@ -64,7 +69,21 @@ pub fn load_model() -> Option<FixedClassifier<'static>> {
             return None;
         }
     };
-    let classifier = FixedClassifier::new(cnn, head);
+    if cnn.grouped_len() > GROUPED_LEN {
+        defmt::error!(
+            "model needs {} words for its weights, firmware has {}",
+            cnn.grouped_len(),
+            GROUPED_LEN
+        );
+        return None;
+    }
+    let classifier = match FixedClassifier::with_grouped_weights(cnn, head, grouped) {
+        Ok(classifier) => classifier,
+        Err(e) => {
+            defmt::error!("re-laying the CNN weights failed: {}", e);
+            return None;
+        }
+    };
     if classifier.scratch_len() > SCRATCH_LEN {
         defmt::error!(
             "model needs {} bytes of scratch, firmware has {}",
@@ -85,9 +104,10 @@ pub struct App {
 }
 
 impl App {
-    /// Loads the embedded model and waits for a handshake.
-    pub fn new() -> Self {
-        let classifier = load_model();
+    /// Loads the embedded model, its convolution weights re-laid into `grouped`, and waits
+    /// for a handshake.
+    pub fn new(grouped: &'static mut [i32; GROUPED_LEN]) -> Self {
+        let classifier = load_model(grouped);
         defmt::info!("model {} available: {}", defmt::Display2Format(&MODEL_HASH), classifier.is_some());
         Self {
             responder: Responder::new(MODEL_HASH, classifier.is_some()),
@@ -127,11 +147,5 @@ impl App {
             }
             input = rest;
         }
-    }
-}
-
-impl Default for App {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use defmt_rtt as _;
-use firmware::{App, Clock, Link};
+use firmware::{App, Clock, Link, GROUPED_LEN};
 use panic_probe as _;
 use rp2040_hal::{self as hal, pac};
 use static_cell::StaticCell;
@@ -62,6 +62,8 @@ impl Clock for TimerClock {
 
 static USB_BUS: StaticCell<UsbBusAllocator<hal::usb::UsbBus>> = StaticCell::new();
 static APP: StaticCell<App> = StaticCell::new();
+/// The CNN's convolution weights, re-laid at boot for the fast kernels.
+static GROUPED: StaticCell<[i32; GROUPED_LEN]> = StaticCell::new();
 
 #[hal::entry]
 fn main() -> ! {
@@ -102,7 +104,7 @@ fn main() -> ! {
     let device = builder.device_class(usbd_serial::USB_CLASS_CDC).build();
     let mut usb = Usb { device, serial, timer };
     let mut clock = TimerClock(timer);
-    let app = APP.init_with(App::new);
+    let app = APP.init_with(|| App::new(GROUPED.init_with(|| [0; GROUPED_LEN])));
     defmt::info!("pico: serving on USB CDC");
     loop {
         app.poll(&mut usb, &mut clock);

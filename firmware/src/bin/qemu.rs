@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_rt::{entry, exception};
 use defmt_semihosting as _;
-use firmware::{App, Clock, Link};
+use firmware::{App, Clock, Link, GROUPED_LEN};
 use static_cell::StaticCell;
 
 /// The AN385 FPGA image clocks the Cortex-M3 (and SysTick) at 25 MHz.
@@ -127,13 +127,15 @@ impl Clock for SysTickClock {
 }
 
 static APP: StaticCell<App> = StaticCell::new();
+/// The CNN's convolution weights, re-laid at boot for the fast kernels.
+static GROUPED: StaticCell<[i32; GROUPED_LEN]> = StaticCell::new();
 
 #[entry]
 fn main() -> ! {
     let core = cortex_m::Peripherals::take().unwrap_or_else(|| fail("core peripherals taken twice"));
     let mut clock = SysTickClock::start(core.SYST);
     let mut uart = uart::Uart0::init();
-    let app = APP.init_with(App::new);
+    let app = APP.init_with(|| App::new(GROUPED.init_with(|| [0; GROUPED_LEN])));
     defmt::info!("qemu mps2-an385: serving on UART0");
     loop {
         app.poll(&mut uart, &mut clock);

@@ -157,12 +157,70 @@ impl<'a> IntCnn<'a> {
             .sum()
     }
 
+    /// `i32` elements of every convolution's weights re-laid by [`nn::group_weights`], for
+    /// [`Self::run_grouped`].
+    pub fn grouped_len(&self) -> usize {
+        let conv = self.layers.iter().map(|l| match l {
+            Layer::Conv2dRelu(o, _) => o.grouped_weights_len(),
+            _ => 0,
+        });
+        conv.sum()
+    }
+
+    /// Fills `grouped` (at least [`Self::grouped_len`] elements) with every convolution's
+    /// weights re-laid by [`nn::group_weights`], layer after layer: what [`Self::run_grouped`]
+    /// reads. Once per model, at load time.
+    ///
+    /// # Errors
+    /// [`nn::Error::Length`] when `grouped` is too short.
+    pub fn group_weights(&self, grouped: &mut [i32]) -> nn::Result<()> {
+        let need = self.grouped_len();
+        let found = grouped.len();
+        let mut rest = grouped.get_mut(..need).ok_or(nn::Error::Length {
+            buffer: "grouped weights",
+            expected: need,
+            found,
+        })?;
+        for layer in &self.layers {
+            if let Layer::Conv2dRelu(o, q) = layer {
+                let (this, next) = rest.split_at_mut(o.grouped_weights_len());
+                nn::group_weights(o, q.weights, this)?;
+                rest = next;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the image through the layers; `scratch` holds the activations.
     ///
     /// # Errors
     /// [`nn::Error::Length`] when `image` is not 64x64 or `scratch` is shorter than
     /// [`Self::scratch_len`]; other kernel errors only for an unvalidated network.
     pub fn run(&self, image: &[u8], scratch: &mut [u8]) -> nn::Result<[Angle; WIRES]> {
+        self.run_with(image, scratch, None)
+    }
+
+    /// [`Self::run`] with the convolution weights from [`Self::group_weights`] (faster, the
+    /// same integers).
+    ///
+    /// # Errors
+    /// As [`Self::run`]; [`nn::Error::Length`] when `grouped` is shorter than
+    /// [`Self::grouped_len`].
+    pub fn run_grouped(
+        &self,
+        image: &[u8],
+        scratch: &mut [u8],
+        grouped: &[i32],
+    ) -> nn::Result<[Angle; WIRES]> {
+        self.run_with(image, scratch, Some(grouped))
+    }
+
+    fn run_with(
+        &self,
+        image: &[u8],
+        scratch: &mut [u8],
+        mut grouped: Option<&[i32]>,
+    ) -> nn::Result<[Angle; WIRES]> {
         if image.len() != IMAGE_LEN {
             return Err(nn::Error::Length { buffer: "image", expected: IMAGE_LEN, found: image.len() });
         }
@@ -185,7 +243,21 @@ impl<'a> IntCnn<'a> {
             len = match layer {
                 Layer::Conv2dRelu(o, q) => {
                     let out = &mut dst[..o.output_len()];
-                    nn::conv2d_relu(o, src, q.weights, |c| q.bias[c], |c| q.requant[c], out, padded)?;
+                    let (bias, requant) = (|c| q.bias[c], |c| q.requant[c]);
+                    match grouped {
+                        Some(weights) => {
+                            let need = o.grouped_weights_len();
+                            let found = weights.len();
+                            let (this, next) = weights.split_at_checked(need).ok_or(nn::Error::Length {
+                                buffer: "grouped weights",
+                                expected: need,
+                                found,
+                            })?;
+                            nn::conv2d_relu_grouped(o, src, this, bias, requant, out, padded)?;
+                            grouped = Some(next);
+                        }
+                        None => nn::conv2d_relu(o, src, q.weights, bias, requant, out, padded)?,
+                    }
                     out.len()
                 }
                 Layer::MaxPool(o) => {

@@ -11,7 +11,7 @@ mod error;
 mod pool;
 mod requant;
 
-pub use conv::{conv2d_relu, Conv2dOptions};
+pub use conv::{conv2d_relu, conv2d_relu_grouped, group_weights, Conv2dOptions, GROUP};
 pub use dense::{dense, dense_relu, DenseOptions};
 pub use error::{Error, Result};
 pub use pool::{max_pool, MaxPoolOptions};
