@@ -328,13 +328,14 @@ pub fn conv2d_relu_grouped(
         kernel: options.kernel as usize,
         stride: options.stride as usize,
     };
-    // The model's layers (padded widths 66, 18, 10) get fully unrolled windows with constant
-    // offsets; any other shape runs the same loops with runtime sizes.
-    match (g.kernel, g.stride, g.width) {
-        (6, 4, 66) => g.convolve::<6, 4, 66>(source, grouped, bias, requant, output),
-        (3, 2, 18) => g.convolve::<3, 2, 18>(source, grouped, bias, requant, output),
-        (3, 1, 10) => g.convolve::<3, 1, 10>(source, grouped, bias, requant, output),
-        _ => g.convolve::<0, 0, 0>(source, grouped, bias, requant, output),
+    // The model's layers (padded widths 66, 18, 10; 1, 8, 16 input channels) get fully
+    // unrolled windows with constant offsets; any other shape runs the same loops with
+    // runtime sizes.
+    match (g.kernel, g.stride, g.width, g.channels) {
+        (6, 4, 66, 1) => g.convolve::<6, 4, 66, 1>(source, grouped, bias, requant, output),
+        (3, 2, 18, 8) => g.convolve::<3, 2, 18, 8>(source, grouped, bias, requant, output),
+        (3, 1, 10, 16) => g.convolve::<3, 1, 10, 16>(source, grouped, bias, requant, output),
+        _ => g.convolve::<0, 0, 0, 0>(source, grouped, bias, requant, output),
     }
     Ok(())
 }
@@ -378,10 +379,10 @@ struct Grouped {
 }
 
 impl Grouped {
-    /// `K`, `S`, `W`: kernel, stride and (padded) input width when known at compile time, 0
-    /// for the runtime values.
+    /// `K`, `S`, `W`, `C`: kernel, stride, (padded) input width and input channels when known
+    /// at compile time, 0 for the runtime values.
     #[inline(always)]
-    fn convolve<const K: usize, const S: usize, const W: usize>(
+    fn convolve<const K: usize, const S: usize, const W: usize, const C: usize>(
         &self,
         input: &[u8],
         grouped: &[i32],
@@ -392,9 +393,10 @@ impl Grouped {
         let k = if K == 0 { self.kernel } else { K };
         let s = if S == 0 { self.stride } else { S };
         let w = if W == 0 { self.width } else { W };
+        let channels = if C == 0 { self.channels } else { C };
         let (oh, ow) = ((self.height - k) / s + 1, (self.width - k) / s + 1);
         let (plane, span, taps) = (self.height * w, (k - 1) * w + k, k * k * GROUP);
-        for (g, weights) in grouped.chunks_exact(self.channels * taps).enumerate() {
+        for (g, weights) in grouped.chunks_exact(channels * taps).enumerate() {
             let first = g * GROUP;
             let n = GROUP.min(self.outputs - first);
             let mut b = [0; GROUP];
@@ -407,7 +409,7 @@ impl Grouped {
                 for ox in 0..ow {
                     let corner = oy * s * w + ox * s;
                     let [mut a0, mut a1, mut a2, mut a3] = b;
-                    for ci in 0..self.channels {
+                    for ci in 0..channels {
                         let window = &input[ci * plane + corner..][..span];
                         let wt = &weights[ci * taps..][..taps];
                         for ky in 0..k {
