@@ -63,10 +63,10 @@ impl Requant {
     /// `round(acc * scale)` clamped to `0..=255`: the requantised output of a layer followed
     /// by ReLU (activations are `u8` with zero point 0).
     ///
-    /// The same integers as `apply_wide(acc).clamp(0, 255)`, without 64-bit arithmetic for
-    /// the usual total shifts of 33 and more (on a Cortex-M0+ a 64-bit multiply and shift
+    /// The same integers as `apply_wide(acc).clamp(0, 255)` with less 64-bit arithmetic for
+    /// the usual total shifts of 33 and more (on a Cortex-M0+ 64-bit multiplies and shifts
     /// are library calls): a sum `<= 0` gives 0 (the multiplier is never negative), and
-    /// otherwise only the high word of the product decides the result, because
+    /// otherwise the high word of an unsigned product decides the result, because
     /// `floor((hi * 2^32 + lo + 2^(t-1)) / 2^t) = floor((hi + 2^(t-33)) / 2^(t-32))` for
     /// `t >= 33` and any `lo < 2^32`.
     #[inline]
@@ -79,20 +79,10 @@ impl Requant {
             return self.apply_wide(acc).clamp(0, 255) as u8;
         }
         // Both factors < 2^31, so hi < 2^30 and the rounding term (<= 2^29) cannot overflow.
-        let hi = mul_high(acc as u32, self.multiplier as u32);
+        let hi = ((u64::from(acc as u32) * u64::from(self.multiplier as u32)) >> 32) as u32;
         let r = (hi + (1 << (total - 33))) >> (total - 32);
         r.min(255) as u8
     }
-}
-
-/// The high word of the 64-bit product of `a` and `b`, from four 16-bit products
-/// (Thumb-1 has only a 32-bit multiply).
-#[inline(always)]
-fn mul_high(a: u32, b: u32) -> u32 {
-    let (a0, a1, b0, b1) = (a & 0xFFFF, a >> 16, b & 0xFFFF, b >> 16);
-    let (low, mid_a, mid_b, high) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
-    let carry = ((low >> 16) + (mid_a & 0xFFFF) + (mid_b & 0xFFFF)) >> 16;
-    high + (mid_a >> 16) + (mid_b >> 16) + carry
 }
 
 #[cfg(test)]

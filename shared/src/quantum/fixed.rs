@@ -149,6 +149,19 @@ fn sin_cos_turns(turns: u32) -> (Q30, Q30) {
     (sign * round(y), sign * round(x))
 }
 
+/// `a * b` exactly, from four 16-bit products: the same integer as `i64::from(a) *
+/// i64::from(b)`, without the 64 x 64-bit multiply routine a Cortex-M0+ calls for that
+/// (about 4 times the instructions). The partial products fit: `a >> 16` is in
+/// `[-2^15, 2^15)` and `a & 0xFFFF` in `[0, 2^16)`.
+#[inline(always)]
+pub(crate) fn mul_wide(a: i32, b: i32) -> i64 {
+    let (ah, al, bh, bl) = (a >> 16, a & 0xFFFF, b >> 16, b & 0xFFFF);
+    let high = i64::from(ah * bh) << 32;
+    let middle = (i64::from(ah * bl) + i64::from(al * bh)) << 16;
+    let low = i64::from((al as u32) * (bl as u32));
+    high + middle + low
+}
+
 /// `round(a * b / 2^30)` for a sum of products already in `i64` (`2^60` scale).
 #[inline]
 fn round_q60(acc: i64) -> Q30 {
@@ -216,7 +229,7 @@ impl FixedState {
     pub fn expvals(&self) -> [Q30; WIRES] {
         let mut acc = [0i64; WIRES];
         for k in 0..DIM {
-            let p = self.re[k] as i64 * self.re[k] as i64 + self.im[k] as i64 * self.im[k] as i64;
+            let p = mul_wide(self.re[k], self.re[k]) + mul_wide(self.im[k], self.im[k]);
             for (wire, a) in acc.iter_mut().enumerate() {
                 *a += if z_sign(k, wire) { p } else { -p };
             }
@@ -305,10 +318,10 @@ impl FixedUnitary {
         for j in 0..DIM {
             let (mut re, mut im) = (0i64, 0i64);
             for k in 0..DIM {
-                let (ur, ui) = (self.re[k][j] as i64, self.im[k][j] as i64);
-                let (pr, pi) = (psi.re[k] as i64, psi.im[k] as i64);
-                re += ur * pr - ui * pi;
-                im += ur * pi + ui * pr;
+                let (ur, ui) = (self.re[k][j], self.im[k][j]);
+                let (pr, pi) = (psi.re[k], psi.im[k]);
+                re += mul_wide(ur, pr) - mul_wide(ui, pi);
+                im += mul_wide(ur, pi) + mul_wide(ui, pr);
             }
             (out.re[j], out.im[j]) = (round_q60(re), round_q60(im));
         }
@@ -333,11 +346,10 @@ fn embed(rotation: Rotation, features: &[Angle; WIRES]) -> FixedState {
             Rotation::Z => [(c, -s), (0, 0)],
         };
         for k in (0..1usize << w).rev() {
-            let (ar, ai) = (psi.re[k] as i64, psi.im[k] as i64);
+            let (ar, ai) = (psi.re[k], psi.im[k]);
             for (b, &(qr, qi)) in q.iter().enumerate() {
-                let (qr, qi) = (qr as i64, qi as i64);
-                psi.re[2 * k + b] = round_q60(ar * qr - ai * qi);
-                psi.im[2 * k + b] = round_q60(ar * qi + ai * qr);
+                psi.re[2 * k + b] = round_q60(mul_wide(ar, qr) - mul_wide(ai, qi));
+                psi.im[2 * k + b] = round_q60(mul_wide(ar, qi) + mul_wide(ai, qr));
             }
         }
     }
@@ -352,6 +364,25 @@ pub fn to_f64(q: Q30) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_products_are_exact() {
+        let edges =
+            [i32::MIN, i32::MIN + 1, -65_537, -65_536, -65_535, -1, 0, 1, 65_535, 65_536, ONE, i32::MAX];
+        for &a in &edges {
+            for &b in &edges {
+                assert_eq!(mul_wide(a, b), i64::from(a) * i64::from(b), "{a} * {b}");
+            }
+        }
+        let mut s = 0x853C_49E6_748F_EA9Bu64;
+        for _ in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let (a, b) = (s as i32, (s >> 32) as i32 >> (s % 31));
+            assert_eq!(mul_wide(a, b), i64::from(a) * i64::from(b), "{a} * {b}");
+        }
+    }
 
     #[test]
     fn cordic_matches_libm_over_a_full_turn() {
