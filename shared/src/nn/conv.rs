@@ -368,6 +368,32 @@ fn in_registers(acc: [i32; GROUP]) -> [i32; GROUP] {
     acc
 }
 
+/// `acc` plus one input channel's `k x k` window (rows `w` apart) times its weights
+/// (`[k][k][GROUP]`), [`GROUP`] output channels at once.
+#[inline(always)]
+fn window_sum<const K: usize, const W: usize>(
+    k: usize,
+    w: usize,
+    window: &[u8],
+    weights: &[i32],
+    acc: [i32; GROUP],
+) -> [i32; GROUP] {
+    let (k, w) = (if K == 0 { k } else { K }, if W == 0 { w } else { W });
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    for ky in 0..k {
+        for kx in 0..k {
+            let x = i32::from(window[ky * w + kx]);
+            let t = &weights[(ky * k + kx) * GROUP..][..GROUP];
+            a0 = a0.wrapping_add(x * t[0]);
+            a1 = a1.wrapping_add(x * t[1]);
+            a2 = a2.wrapping_add(x * t[2]);
+            a3 = a3.wrapping_add(x * t[3]);
+            [a0, a1, a2, a3] = in_registers([a0, a1, a2, a3]);
+        }
+    }
+    [a0, a1, a2, a3]
+}
+
 /// A convolution over a padded input, weights grouped by [`group_weights`].
 struct Grouped {
     channels: usize,
@@ -408,24 +434,33 @@ impl Grouped {
             for oy in 0..oh {
                 for ox in 0..ow {
                     let corner = oy * s * w + ox * s;
-                    let [mut a0, mut a1, mut a2, mut a3] = b;
-                    for ci in 0..channels {
-                        let window = &input[ci * plane + corner..][..span];
-                        let wt = &weights[ci * taps..][..taps];
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                let x = i32::from(window[ky * w + kx]);
-                                let t = &wt[(ky * k + kx) * GROUP..][..GROUP];
-                                a0 = a0.wrapping_add(x * t[0]);
-                                a1 = a1.wrapping_add(x * t[1]);
-                                a2 = a2.wrapping_add(x * t[2]);
-                                a3 = a3.wrapping_add(x * t[3]);
-                                [a0, a1, a2, a3] = in_registers([a0, a1, a2, a3]);
+                    let mut acc = b;
+                    macro_rules! channel {
+                        ($($ci:expr),*) => {$(
+                            let window = &input[$ci * plane + corner..][..span];
+                            acc = window_sum::<K, W>(k, w, window, &weights[$ci * taps..][..taps], acc);
+                        )*};
+                    }
+                    // The model's channel counts fully unrolled: no loop to carry the sums
+                    // around (Thumb-1 would spill them at every turn).
+                    match C {
+                        1 => {
+                            channel!(0);
+                        }
+                        8 => {
+                            channel!(0, 1, 2, 3, 4, 5, 6, 7);
+                        }
+                        16 => {
+                            channel!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+                        }
+                        _ => {
+                            for ci in 0..channels {
+                                channel!(ci);
                             }
                         }
                     }
                     let at = oy * ow + ox;
-                    for (j, a) in [a0, a1, a2, a3].into_iter().enumerate().take(n) {
+                    for (j, a) in acc.into_iter().enumerate().take(n) {
                         planes[j * oh * ow + at] = rq[j].apply_relu_u8(a);
                     }
                 }
