@@ -84,6 +84,31 @@ impl Conv2dOptions {
     }
 }
 
+/// The input as the convolution reads it: itself without padding, else its zero-padded copy
+/// in `padded`.
+fn padded_input<'a>(options: &Conv2dOptions, input: &'a [u8], padded: &'a mut [u8]) -> Result<&'a [u8]> {
+    let (c, h, w, p) = (
+        options.in_channels as usize,
+        options.in_height as usize,
+        options.in_width as usize,
+        options.padding as usize,
+    );
+    if p == 0 {
+        return Ok(input);
+    }
+    let need = options.padded_len();
+    let found = padded.len();
+    let buffer = padded.get_mut(..need).ok_or(Error::Length { buffer: "padded", expected: need, found })?;
+    // The model's inputs with constant sizes: rows copied inline, not by `memcpy` calls.
+    match (c, h, w, p) {
+        (1, 64, 64, 1) => pad(input, 1, 64, 64, 1, buffer),
+        (8, 16, 16, 1) => pad(input, 8, 16, 16, 1, buffer),
+        (16, 8, 8, 1) => pad(input, 16, 8, 8, 1, buffer),
+        _ => pad(input, c, h, w, p, buffer),
+    }
+    Ok(buffer)
+}
+
 /// `output = relu(requant[o](bias[o] + sum input * weights))`.
 ///
 /// `weights` holds `i8` values as bytes (two's complement), as the model artifact stores
@@ -114,16 +139,7 @@ pub fn conv2d_relu(
         options.in_width as usize,
         options.padding as usize,
     );
-    let source = if p == 0 {
-        input
-    } else {
-        let need = options.padded_len();
-        let found = padded.len();
-        let buffer =
-            padded.get_mut(..need).ok_or(Error::Length { buffer: "padded", expected: need, found })?;
-        pad(input, c, h, w, p, buffer);
-        buffer
-    };
+    let source = padded_input(options, input, padded)?;
     let valid = Valid { channels: c, height: h + 2 * p, width: w + 2 * p };
     // The model's layers (6x6 stride 4, 3x3 stride 2, 3x3 stride 1) get fully unrolled
     // windows; any other shape runs the same loops with runtime sizes.
@@ -318,22 +334,7 @@ pub fn conv2d_relu_grouped(
         options.in_width as usize,
         options.padding as usize,
     );
-    let source = if p == 0 {
-        input
-    } else {
-        let need = options.padded_len();
-        let found = padded.len();
-        let buffer =
-            padded.get_mut(..need).ok_or(Error::Length { buffer: "padded", expected: need, found })?;
-        // The model's inputs with constant sizes: rows copied inline, not by `memcpy` calls.
-        match (c, h, w, p) {
-            (1, 64, 64, 1) => pad(input, 1, 64, 64, 1, buffer),
-            (8, 16, 16, 1) => pad(input, 8, 16, 16, 1, buffer),
-            (16, 8, 8, 1) => pad(input, 16, 8, 8, 1, buffer),
-            _ => pad(input, c, h, w, p, buffer),
-        }
-        buffer
-    };
+    let source = padded_input(options, input, padded)?;
     let g = Grouped {
         channels: c,
         outputs: options.out_channels as usize,
