@@ -52,7 +52,7 @@ fn main() {
     let wanted = |name: &str| filter.split(',').any(|part| name.contains(part));
     for (name, config) in designs().into_iter().filter(|(name, _)| wanted(name)) {
         let timing = time_phases(&config, &images, batch_size, &device);
-        let step = if config.init(&device).splits_exactly() {
+        let step = if config.splits_exactly() {
             time_trainer_steps(&config, &images, batch_size, threads, &device)
         } else {
             timing.step() // the trainer runs the whole batch on one copy, as timed

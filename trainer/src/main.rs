@@ -334,9 +334,8 @@ fn train(args: TrainArgs) -> Result<()> {
     config.save(&config_path).with_context(|| format!("writing {}", config_path.display()))?;
 
     let device = device(args.device)?.autodiff();
-    let parameters = trainable_params(&config.model.init(&device));
     let name = args.model.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
-    eprintln!("model: {name}, {parameters} parameters; {} threads", rayon::current_num_threads());
+    eprintln!("model: {name}; {} threads", rayon::current_num_threads());
     let setup = TrainingSetup {
         images: &images,
         train: &train,
@@ -350,6 +349,7 @@ fn train(args: TrainArgs) -> Result<()> {
         },
     };
     let trained = training::train(&config, &setup, args.resume)?;
+    let parameters = trainable_params(&trained.model);
 
     let model = trained.model.valid();
     let inference_device = device.inner();

@@ -57,6 +57,13 @@ impl From<ModelConfig> for NetworkConfig {
 }
 
 impl NetworkConfig {
+    /// Whether a batch split across model copies gives the whole batch's gradient. Batch norm
+    /// normalises over the batch it sees and dropout draws from one random stream, so ResNet-18
+    /// and VGG-16 run each batch whole (their large convolutions keep the cores busy anyway).
+    pub fn splits_exactly(&self) -> bool {
+        matches!(self, Self::Compact(_))
+    }
+
     pub fn init(&self, device: &Device) -> Network {
         match self {
             Self::Compact(config) => Network::Compact(config.init(device)),
@@ -74,13 +81,6 @@ pub enum Network {
 }
 
 impl Network {
-    /// Whether a batch split across model copies gives the whole batch's gradient. Batch norm
-    /// normalises over the batch it sees and dropout draws from one random stream, so ResNet-18
-    /// and VGG-16 run each batch whole (their large convolutions keep the cores busy anyway).
-    pub fn splits_exactly(&self) -> bool {
-        matches!(self, Self::Compact(_))
-    }
-
     /// The compact model, the one `export` and the runtimes take.
     pub fn compact(&self) -> Option<&Model> {
         match self {

@@ -182,11 +182,11 @@ fn draw_epoch_panels(
     let low = accuracy.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(100.0, f64::min);
     let acc_low = (low - 0.5).clamp(0.0, 99.0);
     let loss_high = loss.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(0.0, f64::max) * 1.1 + 1e-6;
-    let panels: [Panel; 2] = [
-        ("Validation accuracy", "accuracy (%)", acc_low..100.0, accuracy),
-        ("Training loss", "cross-entropy", 0.0..loss_high, loss),
+    let panels: [(Panel, SeriesLabelPosition); 2] = [
+        (("Validation accuracy", "accuracy (%)", acc_low..100.0, accuracy), SeriesLabelPosition::LowerRight),
+        (("Training loss", "cross-entropy", 0.0..loss_high, loss), SeriesLabelPosition::UpperRight),
     ];
-    for (panel, (title, y_desc, y_range, lines)) in root.split_evenly((1, 2)).iter().zip(panels) {
+    for (panel, ((title, y_desc, y_range, lines), legend)) in root.split_evenly((1, 2)).iter().zip(panels) {
         let mut builder = ChartBuilder::on(panel);
         builder.margin(15).x_label_area_size(if text { 40 } else { 5 }).y_label_area_size(if text {
             60
@@ -210,12 +210,7 @@ fn draw_epoch_panels(
             draw_line(&mut chart, label, points, color, text)?;
         }
         if text {
-            let position = if y_desc == "cross-entropy" {
-                SeriesLabelPosition::UpperRight
-            } else {
-                SeriesLabelPosition::LowerRight
-            };
-            draw_legend(&mut chart, position)?;
+            draw_legend(&mut chart, legend)?;
         }
     }
     Ok(())

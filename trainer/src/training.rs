@@ -82,7 +82,7 @@ pub struct TrainingSetup<'a> {
     pub progress: bool,
     /// Model copies each batch is split across ([`batch_gradients`]): the thread count on the
     /// CPU, 1 on a GPU (which parallelises within each operation). Networks that do not split
-    /// exactly ([`Network::splits_exactly`]) always run whole batches.
+    /// exactly ([`NetworkConfig::splits_exactly`]) always run whole batches.
     pub replicas: usize,
 }
 
@@ -113,7 +113,7 @@ pub fn train(
             (model, optimizer, epochs) = checkpoint.load(model, optimizer)?;
         }
     }
-    let replicas = if model.splits_exactly() { setup.replicas } else { 1 };
+    let replicas = if config.model.splits_exactly() { setup.replicas } else { 1 };
     for epoch in epochs.len() + 1..=config.epochs {
         let mut order = setup.train.to_vec();
         SplitMix64::new(config.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).shuffle(&mut order);
