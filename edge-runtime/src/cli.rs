@@ -1,15 +1,18 @@
 //! Arguments, file discovery and output formats; the library does the work.
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use edge_runtime::receive::{Event as Received, ReceiveOptions, Receiver};
 use edge_runtime::stream::{Link, LinkOptions};
 use edge_runtime::watch::{Delivery, Event, Watcher};
-use edge_runtime::{preprocess, Engine, EngineKind, InputError, Options, Prediction};
+use edge_runtime::{preprocess, record, Engine, EngineKind, InputError, Options, Prediction};
 use shared::model::CLASS_NAMES;
 use shared::proto::Classification;
 use std::io::{IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Classifies medical images (AbdomenCT, BreastMRI, CXR, ChestCT, Hand, HeadCT) with the
@@ -64,6 +67,47 @@ enum Command {
         /// Seconds between scans; a file is complete when unchanged for one interval.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
+    },
+    /// A DICOM receiver (Storage SCP): scanners and PACS send images with C-STORE (C-ECHO
+    /// answers too); each is classified as it arrives, printed and journaled; runs until
+    /// stopped.
+    Receive {
+        /// TCP port: 11112 is DICOM's usual unprivileged one (104 needs root); 0 picks a free one.
+        #[arg(long, default_value_t = 11112)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: IpAddr,
+        /// This node's AE title: associations calling another title are rejected.
+        #[arg(long, default_value = "QMEDSCAN")]
+        ae_title: String,
+        /// The journal: one JSON line per received data set (`classify --json`'s records plus
+        /// the DICOM identifiers), appended and synced before each image is acknowledged.
+        #[arg(long, value_name = "FILE", default_value = "receive-journal.jsonl")]
+        journal: PathBuf,
+        /// Keep each received file as DIR/<class>/<SOPInstanceUID>.dcm (undecodable ones in
+        /// DIR/unreadable/).
+        #[arg(long, value_name = "DIR")]
+        store_to: Option<PathBuf>,
+        /// Also send each image to a device running the firmware on this serial port and
+        /// journal its answer.
+        #[arg(long, value_name = "PORT")]
+        forward: Option<String>,
+        /// Line rate of the forwarding UART (USB CDC ignores it).
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// Seconds to wait for the device's answer to one image.
+        #[arg(long, default_value_t = 10.0)]
+        device_timeout: f64,
+        /// Associations served at once; more wait up to --timeout for a free one.
+        #[arg(long, default_value_t = 8)]
+        max_associations: usize,
+        /// The largest data set accepted, in MiB (larger ones are answered A700).
+        #[arg(long, default_value_t = 256)]
+        max_object_mib: usize,
+        /// Seconds of silence from a sender before its association is aborted.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
     },
     /// Send files and folders to a device running the firmware over a serial port and print
     /// its answers (the device classifies; `--engine` does not apply). Exits 1 if any file
@@ -145,10 +189,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             // Zero would make "unchanged for one interval" true between two writes of a file
             // still being copied in.
-            let interval = Duration::try_from_secs_f64(interval)
-                .ok()
-                .filter(|i| !i.is_zero())
-                .context("--interval must be a positive number of seconds")?;
+            let interval = positive_seconds(interval, "--interval")?;
             let mut watcher = Watcher::open(&dir, journal, delivery)?;
             out.header()?;
             loop {
@@ -164,14 +205,81 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 std::thread::sleep(interval);
             }
         }
+        Command::Receive {
+            port,
+            bind,
+            ae_title,
+            journal,
+            store_to,
+            forward,
+            baud,
+            device_timeout,
+            max_associations,
+            max_object_mib,
+            timeout,
+        } => {
+            let device_timeout = positive_seconds(device_timeout, "--device-timeout")?;
+            let options = ReceiveOptions {
+                ae_title,
+                journal,
+                store_to,
+                forward: forward.map(|port| LinkOptions { port, baud, timeout: device_timeout }),
+                max_associations,
+                max_object_bytes: max_object_mib.saturating_mul(1 << 20),
+                timeout: positive_seconds(timeout, "--timeout")?,
+            };
+            receive(&engine, options, SocketAddr::new(bind, port), out)
+        }
         Command::Stream { port, baud, timeout, verify, paths } => {
-            let timeout = Duration::try_from_secs_f64(timeout)
-                .ok()
-                .filter(|t| !t.is_zero())
-                .context("--timeout must be a positive number of seconds")?;
+            let timeout = positive_seconds(timeout, "--timeout")?;
             stream(&engine, LinkOptions { port, baud, timeout }, verify, &paths, &mut out)
         }
     }
+}
+
+/// `edge-runtime receive`: serves until the process is stopped.
+fn receive(
+    engine: &Engine,
+    options: ReceiveOptions,
+    address: SocketAddr,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
+    let title = &options.ae_title;
+    if title.trim().is_empty()
+        || title.len() > 16
+        || title.chars().any(|c| c == '\\' || !c.is_ascii() || c.is_ascii_control())
+    {
+        bail!("--ae-title {title:?}: an AE title is 1 to 16 ASCII characters without backslashes");
+    }
+    let receiver = Receiver::open(engine, options.clone())?;
+    let listener = TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
+    eprintln!(
+        "edge-runtime: receive: {title} listening on {}, journal {}{}, {} transfer syntaxes",
+        listener.local_addr()?,
+        options.journal.display(),
+        options.store_to.as_ref().map(|d| format!(", files kept in {}", d.display())).unwrap_or_default(),
+        receiver.transfer_syntaxes().len(),
+    );
+    let out = Mutex::new(out);
+    out.lock().unwrap_or_else(|p| p.into_inner()).header()?;
+    receiver.serve(&listener, &|event| match event {
+        Received::Classified { file, prediction, device, elapsed } => {
+            let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = out.row(Path::new(file), prediction, elapsed, device) {
+                eprintln!("edge-runtime: receive: cannot print a result ({e}); it is in the journal");
+            }
+        }
+        Received::Log(line) => eprintln!("edge-runtime: receive: {line}"),
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `value` seconds, refused unless positive and finite.
+fn positive_seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds"))
 }
 
 /// Every file under `paths`, and how many paths could not be listed (reported).
@@ -375,21 +483,7 @@ impl Output {
         let file = path.display();
         match self.format {
             Format::Json => {
-                let probabilities: serde_json::Map<String, serde_json::Value> = CLASS_NAMES
-                    .iter()
-                    .zip(p.probabilities)
-                    .map(|(n, v)| (n.to_string(), f64::from(v).into()))
-                    .collect();
-                let mut row = serde_json::json!({
-                    "file": path.to_string_lossy(),
-                    "class": p.class_name(),
-                    "probabilities": probabilities,
-                    "ms": ms,
-                });
-                if let Some(d) = device {
-                    row["device"] = serde_json::json!({ "logits": d.logits, "ms": device_ms });
-                }
-                writeln!(self.out, "{row}")?;
+                writeln!(self.out, "{}", record::json(&path.to_string_lossy(), p, ms, device))?;
             }
             Format::Csv => {
                 let probabilities: Vec<String> = p.probabilities.iter().map(|v| format!("{v:.6}")).collect();

@@ -13,11 +13,15 @@
 //!
 //! Modules: [`artifacts`] checks the model set against its card, [`engine`] runs it (the only
 //! module that touches tract), [`preprocess`] turns files into model input, [`watch`] is the
-//! drop-folder loop, [`stream`] sends images to a device running the firmware.
+//! drop-folder loop, [`receive`] the DICOM network receiver (Storage SCP), [`stream`] sends
+//! images to a device running the firmware, [`record`] is the JSON line written for each
+//! classified image.
 
 pub mod artifacts;
 pub mod engine;
 pub mod preprocess;
+pub mod receive;
+pub mod record;
 pub mod stream;
 pub mod watch;
 

@@ -5,16 +5,17 @@
 //! keeps the conversion identical to the one the model was trained and tested with.
 //!
 //! DICOM (detected by its `DICM` preamble marker; see `preprocess/dicom.rs`): the first frame,
-//! with the modality LUT (rescale slope and intercept) and the first VOI LUT or window from
-//! the file applied (min-max normalisation when the file has none), MONOCHROME1 inverted so
-//! that bright is dense as in every other format, narrowed to 8 bits, then the same luma and
-//! resize steps.
+//! decompressed, then for grayscale the modality LUT (rescale slope and intercept) and the
+//! file's first window or VOI LUT, or without one its whole stored range (`BitsStored`) mapped
+//! linearly, MONOCHROME1 inverted so that bright is dense as in every other format, rounded
+//! to 8 bits (`preprocess/grayscale.rs`); then the same luma and resize steps.
 
 use image::{DynamicImage, ImageReader};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 mod dicom;
+mod grayscale;
 
 /// Side of the model's square input.
 pub const SIDE: usize = 64;
@@ -169,6 +170,15 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Image, InputError> {
         return Err(InputError::NoPixels { path: path.to_path_buf() });
     }
     Ok(to_model_input(&decoded))
+}
+
+/// Refuses a DICOM data set in implicit VR little endian (a network command set) with an
+/// element longer than the bytes left, before dicom-rs allocates what the header claims.
+///
+/// # Errors
+/// Where the first such element is.
+pub(crate) fn check_implicit_data_set(bytes: &[u8]) -> Result<(), String> {
+    dicom::check_implicit_data_set(bytes)
 }
 
 fn decode_image(bytes: &[u8]) -> Result<DynamicImage, image::ImageError> {

@@ -1,27 +1,28 @@
 use crate::common::{engine, sample, scratch};
+use crate::dicom::{dicom_bytes, dicom_file, Photometric};
 use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject, Tag};
+use dicom_object::{InMemDicomObject, Tag};
 use edge_runtime::preprocess::{self, InputError};
 use edge_runtime::{EngineKind, Image};
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb};
 use std::path::{Path, PathBuf};
 
-fn first_image() -> (PathBuf, Image) {
+pub fn first_image() -> (PathBuf, Image) {
     let (path, _, image) = sample(1).swap_remove(0);
     (path, image)
 }
 
-fn gray(image: &Image) -> ImageBuffer<Luma<u8>, Vec<u8>> {
+pub fn gray(image: &Image) -> ImageBuffer<Luma<u8>, Vec<u8>> {
     ImageBuffer::from_raw(64, 64, image.pixels().to_vec()).expect("64x64")
 }
 
-fn write(dir: &Path, name: &str, image: &DynamicImage, format: ImageFormat) -> PathBuf {
+pub fn write(dir: &Path, name: &str, image: &DynamicImage, format: ImageFormat) -> PathBuf {
     let path = dir.join(name);
     image.save_with_format(&path, format).expect("encode");
     path
 }
 
-fn class_of(image: &Image) -> usize {
+pub fn class_of(image: &Image) -> usize {
     engine(EngineKind::Float).classify(std::slice::from_ref(image)).expect("classify")[0].class
 }
 
@@ -64,7 +65,7 @@ fn other_sizes_are_resized_and_keep_their_class() {
     preprocess::load(&tiny).expect("a 1x1 image is still an image");
 }
 
-fn assert_fails(path: &Path, expected: fn(&InputError) -> bool) {
+pub fn assert_fails(path: &Path, expected: fn(&InputError) -> bool) {
     match preprocess::load(path) {
         Ok(_) => panic!("{} decoded", path.display()),
         Err(e) => {
@@ -112,126 +113,6 @@ fn bad_files_of_every_format_are_errors_with_the_path() {
     let path = dir.join("report.dcm");
     std::fs::write(&path, dicom_file(report)).expect("write");
     assert_fails(&path, |e| matches!(e, InputError::Dicom { .. }));
-}
-
-enum Photometric {
-    Mono2,
-    Mono1,
-}
-
-/// A Part 10 file (preamble, meta group, explicit VR little endian data set).
-fn dicom_file(object: InMemDicomObject) -> Vec<u8> {
-    let file = object
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax("1.2.840.10008.1.2.1")
-                .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7")
-                .media_storage_sop_instance_uid("1.2.3.4"),
-        )
-        .expect("meta");
-    let mut bytes = Vec::new();
-    file.write_all(&mut bytes).expect("write DICOM");
-    bytes
-}
-
-fn image_object(rows: u16, photometric: &str, bits: u16) -> InMemDicomObject {
-    let mut o = InMemDicomObject::new_empty();
-    let us = |v: u16| PrimitiveValue::from(v);
-    o.put(DataElement::new(Tag(0x0028, 0x0002), VR::US, us(1)));
-    o.put(DataElement::new(Tag(0x0028, 0x0004), VR::CS, PrimitiveValue::from(photometric)));
-    o.put(DataElement::new(Tag(0x0028, 0x0010), VR::US, us(rows)));
-    o.put(DataElement::new(Tag(0x0028, 0x0011), VR::US, us(rows)));
-    o.put(DataElement::new(Tag(0x0028, 0x0100), VR::US, us(bits)));
-    o.put(DataElement::new(Tag(0x0028, 0x0101), VR::US, us(bits)));
-    o.put(DataElement::new(Tag(0x0028, 0x0102), VR::US, us(bits - 1)));
-    o.put(DataElement::new(Tag(0x0028, 0x0103), VR::US, us(0)));
-    o
-}
-
-/// 8-bit DICOM holding `image` (MONOCHROME1 stores it inverted, as such scanners do).
-fn dicom_bytes(image: &Image, photometric: Photometric) -> Vec<u8> {
-    let (name, pixels): (&str, Vec<u8>) = match photometric {
-        Photometric::Mono2 => ("MONOCHROME2", image.pixels().to_vec()),
-        Photometric::Mono1 => ("MONOCHROME1", image.pixels().iter().map(|p| 255 - p).collect()),
-    };
-    let mut o = image_object(64, name, 8);
-    // A window spanning the whole 8-bit range, so the VOI LUT is the identity.
-    o.put(DataElement::new(Tag(0x0028, 0x1050), VR::DS, PrimitiveValue::from("128")));
-    o.put(DataElement::new(Tag(0x0028, 0x1051), VR::DS, PrimitiveValue::from("256")));
-    o.put(DataElement::new(Tag(0x7FE0, 0x0010), VR::OB, PrimitiveValue::from(pixels)));
-    dicom_file(o)
-}
-
-fn max_difference(a: &Image, b: &Image) -> u8 {
-    a.pixels().iter().zip(b.pixels()).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
-}
-
-#[test]
-fn dicom_monochrome2_and_monochrome1_read_as_the_original() {
-    let dir = scratch("dicom");
-    let (_, original) = first_image();
-    for (name, photometric) in [("mono2.dcm", Photometric::Mono2), ("mono1.dcm", Photometric::Mono1)] {
-        let path = dir.join(name);
-        std::fs::write(&path, dicom_bytes(&original, photometric)).expect("write");
-        let decoded = preprocess::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(max_difference(&decoded, &original) <= 1, "{name}");
-        assert_eq!(class_of(&decoded), class_of(&original), "{name}");
-    }
-}
-
-#[test]
-fn dicom_16_bit_ct_applies_rescale_and_window() {
-    let dir = scratch("dicom16");
-    let (_, original) = first_image();
-    // Hounsfield units h = 16 p - 1024, stored as h + 1024 with slope 1 and intercept -1024 at
-    // 128x128 (resized back to 64x64), and a window mapping [-1024, 3056) onto [0, 255].
-    let big = image::imageops::resize(&gray(&original), 128, 128, image::imageops::FilterType::Triangle);
-    let stored: Vec<u16> = big.pixels().map(|p| u16::from(p.0[0]) * 16).collect();
-    let mut o = image_object(128, "MONOCHROME2", 16);
-    o.put(DataElement::new(Tag(0x0028, 0x1052), VR::DS, PrimitiveValue::from("-1024")));
-    o.put(DataElement::new(Tag(0x0028, 0x1053), VR::DS, PrimitiveValue::from("1")));
-    o.put(DataElement::new(Tag(0x0028, 0x1050), VR::DS, PrimitiveValue::from("1016")));
-    o.put(DataElement::new(Tag(0x0028, 0x1051), VR::DS, PrimitiveValue::from("4080")));
-    o.put(DataElement::new(Tag(0x7FE0, 0x0010), VR::OW, PrimitiveValue::U16(stored.into())));
-    let path = dir.join("ct16.dcm");
-    std::fs::write(&path, dicom_file(o)).expect("write");
-    let decoded = preprocess::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    // Expected: the same 128x128 pixels through the PNG path (resizing is not lossless, so
-    // the original 64x64 is not the reference); the window's rounding allows 1.
-    let png = write(&dir, "ct16.png", &DynamicImage::ImageLuma8(big), ImageFormat::Png);
-    let expected = preprocess::load(&png).expect("png");
-    assert!(max_difference(&decoded, &expected) <= 1, "{}", max_difference(&decoded, &expected));
-    assert_eq!(class_of(&decoded), class_of(&original));
-}
-
-/// Damaged DICOM headers that dicom-rs alone turns into a crash: a length field far beyond
-/// the end of the file (it would allocate it: 2.9 GB for an 8 KB file) and BitsStored 0 (it
-/// asserts). Both must be ordinary errors that name the problem.
-#[test]
-fn damaged_dicom_headers_are_errors_not_crashes() {
-    let dir = scratch("dicom-damaged");
-    let (_, original) = first_image();
-    let mut huge = dicom_bytes(&original, Photometric::Mono2);
-    // Pixel Data (7FE0,0010), VR OB, 2 reserved bytes, then the 32-bit length.
-    let header = [0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
-    let at = huge.windows(8).position(|w| w == header).expect("pixel data header") + 8;
-    huge[at..at + 4].copy_from_slice(&0xB000_0000u32.to_le_bytes());
-    let path = dir.join("huge-length.dcm");
-    std::fs::write(&path, &huge).expect("write");
-    assert_fails(
-        &path,
-        |e| matches!(e, InputError::Dicom { reason, .. } if reason.contains("(7FE0,0010) declares")),
-    );
-
-    let mut o = image_object(64, "MONOCHROME2", 8);
-    o.put(DataElement::new(Tag(0x0028, 0x0101), VR::US, PrimitiveValue::from(0u16)));
-    o.put(DataElement::new(Tag(0x7FE0, 0x0010), VR::OB, PrimitiveValue::from(original.pixels().to_vec())));
-    let path = dir.join("no-bits-stored.dcm");
-    std::fs::write(&path, dicom_file(o)).expect("write");
-    assert_fails(
-        &path,
-        |e| matches!(e, InputError::Dicom { reason, .. } if reason.contains("0 bits stored")),
-    );
 }
 
 #[test]

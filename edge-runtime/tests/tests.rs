@@ -9,11 +9,15 @@ mod common;
 mod agreement;
 /// The CLI: exit codes, table / JSON / CSV.
 mod cli;
+/// DICOM: the grayscale rule at every bit depth, VOI LUTs, deflated files, damaged headers.
+mod dicom;
 /// Every input format: good files of odd kinds classify like the originals, bad ones fail
 /// with their path and reason.
 mod inputs;
 /// Damaged, missing, unlisted and tampered model files are refused with the right error.
 mod model_files;
+/// `receive`, the DICOM Storage SCP, over loopback: storing, refusals, faults, restarts.
+mod receive;
 /// `stream` against a device on a pseudo-terminal: answers, bad files, a device with
 /// another model, a silent or missing port. (The real firmware under QEMU: `cargo xtask
 /// firmware`.)

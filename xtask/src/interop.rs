@@ -26,7 +26,7 @@ pub fn run() -> Result<()> {
     let out = crate::target_dir().join("interop");
     // Files of an earlier run must not pass for this one's.
     let _ = std::fs::remove_dir_all(&out);
-    let python = venv(&root)?;
+    let python = venv("interop-venv", &root.join("tests/interop/requirements.txt"))?;
 
     let qasm = out.join("qasm");
     let images = crate::test_files(QASM_IMAGES)?;
@@ -61,9 +61,10 @@ pub fn run() -> Result<()> {
     )
 }
 
-/// The venv with the pinned Python packages; returns its interpreter.
-fn venv(root: &Path) -> Result<PathBuf> {
-    let venv = crate::target_dir().join("interop-venv");
+/// A venv under target/ named `name` with the packages pinned in `requirements`; returns its
+/// interpreter.
+pub(crate) fn venv(name: &str, requirements: &Path) -> Result<PathBuf> {
+    let venv = crate::target_dir().join(name);
     let python = venv.join("bin/python3");
     if !python.exists() {
         run_command(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
@@ -71,7 +72,7 @@ fn venv(root: &Path) -> Result<PathBuf> {
     run_command(
         Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(root.join("tests/interop/requirements.txt")),
+            .arg(requirements),
     )?;
     Ok(python)
 }
@@ -92,7 +93,7 @@ fn lossless_copies(dir: &Path, count: usize) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
-fn run_command(command: &mut Command) -> Result<()> {
+pub(crate) fn run_command(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
     eprintln!("+ {shown}");
     let status = command.status().with_context(|| format!("running {shown}"))?;

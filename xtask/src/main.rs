@@ -8,6 +8,8 @@
 //! - `no-std`: `shared` builds for the RP2040 target without std;
 //! - `interop`: Qiskit runs the trained circuit's OpenQASM export and onnxruntime the
 //!   whole-model ONNX, and both reproduce this project's answers (see `interop.rs`);
+//! - `dicom`: dcmtk and pydicom files in every transfer syntax and several bit depths through
+//!   `classify`, and dcmtk's senders into `receive`, the DICOM receiver (see `dicom.rs`);
 //! - `firmware`: builds the firmware (QEMU and Pico), prints flash/RAM, streams test images
 //!   through the QEMU build and checks every answer against the host (see `firmware.rs`);
 //! - `firmware-size`: only the builds and the flash/RAM figures;
@@ -18,6 +20,7 @@
 //!   (losses, gradients, `trainer predict`);
 //! - `mac`: the trainer type-checks for an Apple-silicon Mac, CPU and Metal backends.
 
+mod dicom;
 mod firmware;
 mod interop;
 mod pico;
@@ -47,6 +50,7 @@ fn run(job: &str) -> Result<()> {
             host()?;
             pi()?;
             interop::run()?;
+            dicom::run()?;
             fuzz()?;
             mac()?;
             firmware::run()?;
@@ -61,9 +65,10 @@ fn run(job: &str) -> Result<()> {
         "fuzz" => fuzz(),
         "gpu" => gpu(),
         "interop" => interop::run(),
+        "dicom" => dicom::run(),
         "mac" => mac(),
         other => {
-            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, interop, firmware, firmware-size, pico, fuzz, gpu, mac)")
+            bail!("unknown job `{other}` (jobs: test, host, pi, no-std, interop, dicom, firmware, firmware-size, pico, fuzz, gpu, mac)")
         }
     }
 }

@@ -1,21 +1,30 @@
-//! DICOM Part 10 files -> one 8-bit image, with dicom-rs and two checks in front of it.
+//! DICOM Part 10 files -> one 8-bit image, with dicom-rs and checks in front of it.
 //!
-//! dicom-rs 0.8 trusts a file's headers in two ways that a damaged file turns into a crash,
-//! both found by mutating test files:
+//! dicom-rs trusts a file's headers in two ways that a damaged file turns into a crash, both
+//! found by mutating test files:
 //! - it allocates and zero-fills every element's declared length before reading the value, so
 //!   an 8 KB file whose length field reads 3 GB made it touch 2.9 GB of memory (on a 1 GB Pi
 //!   an out-of-memory kill; under `watch`, the same kill again after every restart);
 //! - its LUT code asserts `0 < BitsStored <= 32` instead of returning an error.
 //!
 //! [`check_lengths`] walks every element header the way dicom-rs will read it and refuses a
-//! length beyond the end of the file, so what dicom-rs allocates is bounded by the file's size;
+//! length beyond the end of the file (of the inflated data set for the deflated transfer
+//! syntax, itself bounded), so what dicom-rs allocates is bounded by the file's size;
 //! [`check_pixel_module`] refuses pixel descriptions dicom-rs cannot convert.
+//!
+//! dicom-rs then decompresses the first frame (native, deflated, RLE, JPEG, JPEG 2000 and
+//! JPEG XL transfer syntaxes, all in Rust); grayscale images become 8-bit by the rule in
+//! `grayscale.rs`, colour images by dicom-rs's conversion to 8-bit RGB.
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::{Tag, VR};
 use dicom_object::{DefaultDicomObject, StandardDataDictionary};
 use dicom_pixeldata::{BitDepthOption, ConvertOptions, PixelDecoder};
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use image::DynamicImage;
+use std::io::Read;
+
+use super::grayscale;
 
 /// Where the `DICM` marker ends and the file meta group starts.
 const META_START: usize = 132;
@@ -27,21 +36,29 @@ const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 /// The largest first frame converted (a 16-bit 4096 x 4096 CT slice is 32 MiB, a mammogram
 /// about 50 MiB); a header claiming more is refused before any decoder allocates it.
 const MAX_FRAME_BYTES: u64 = 256 << 20;
+/// The largest inflated data set of a deflated file: one largest frame and 16 MiB of header.
+const MAX_INFLATED_BYTES: u64 = MAX_FRAME_BYTES + (16 << 20);
+const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
 
 /// A DICOM Part 10 file: 128-byte preamble, then `DICM`.
 pub(super) fn is_dicom(bytes: &[u8]) -> bool {
     bytes.get(128..META_START) == Some(b"DICM")
 }
 
-/// The first frame as an 8-bit image: modality LUT (rescale slope and intercept), then the
-/// first VOI LUT or window in the file (min-max normalisation when there is none), with
-/// MONOCHROME1 inverted so that bright is dense as in every other format.
+/// The first frame as an 8-bit image: grayscale by the rule of `grayscale.rs` (modality LUT,
+/// then the file's window or VOI LUT, else the stored range), colour as 8-bit RGB.
 pub(super) fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
-    check_lengths(bytes)?;
+    let syntax = check_lengths(bytes)?;
+    if let Some(ts) = TransferSyntaxRegistry.get(&syntax).filter(|ts| !ts.can_decode_all()) {
+        return Err(format!("its transfer syntax {} ({}) is not decoded by this build", ts.uid(), ts.name()));
+    }
     // `from_reader` expects the stream positioned at the `DICM` marker.
     let object = dicom_object::from_reader(&bytes[128..]).map_err(|e| e.to_string())?;
     check_pixel_module(&object)?;
     let pixels = object.decode_pixel_data_frame(0).map_err(|e| e.to_string())?;
+    if pixels.photometric_interpretation().is_monochrome() {
+        return grayscale::to_gray8(&pixels).map(DynamicImage::ImageLuma8);
+    }
     let options = ConvertOptions::new().with_bit_depth(BitDepthOption::Force8Bit);
     pixels.to_dynamic_image_with_options(0, &options).map_err(|e| e.to_string())
 }
@@ -54,29 +71,58 @@ enum Encoding {
 }
 
 /// Refuses any element, item or fragment whose defined length runs past the end of `bytes`
-/// (the whole file). Containers (sequences, items of sequences, undefined lengths) are
+/// (the whole file), and returns the transfer syntax. Containers (sequences, items of sequences, undefined lengths) are
 /// entered rather than skipped, so nested lengths are checked too.
-fn check_lengths(bytes: &[u8]) -> Result<(), String> {
-    let mut walk = Walk { bytes, pos: META_START, encoding: Encoding::ExplicitLittle, fragments: false };
+fn check_lengths(bytes: &[u8]) -> Result<String, String> {
     // The file meta group is explicit VR little endian whatever the transfer syntax.
+    let mut meta = Walk { bytes, pos: META_START, encoding: Encoding::ExplicitLittle, fragments: false };
     let mut syntax = String::new();
-    while walk.next_group()? == Some(0x0002) {
-        if let (TRANSFER_SYNTAX, Some(value)) = walk.element()? {
+    while meta.next_group()? == Some(0x0002) {
+        if let (TRANSFER_SYNTAX, Some(value)) = meta.element()? {
             syntax = String::from_utf8_lossy(value).trim_end_matches(['\0', ' ']).to_string();
         }
     }
-    walk.encoding = match syntax.as_str() {
-        "1.2.840.10008.1.2" => Encoding::ImplicitLittle,
-        "1.2.840.10008.1.2.2" => Encoding::ExplicitBig,
-        // The lengths inside a deflated data set cannot be checked without inflating it.
-        "1.2.840.10008.1.2.1.99" => return Err("deflated data sets are not supported".into()),
+    let data_set = &bytes[meta.pos.min(bytes.len())..];
+    let inflated;
+    let (data_set, encoding) = match syntax.as_str() {
+        "1.2.840.10008.1.2" => (data_set, Encoding::ImplicitLittle),
+        "1.2.840.10008.1.2.2" => (data_set, Encoding::ExplicitBig),
+        DEFLATED => {
+            inflated = inflate(data_set)?;
+            (inflated.as_slice(), Encoding::ExplicitLittle)
+        }
         // Explicit VR little endian and every compressed syntax encode the data set this way.
-        _ => Encoding::ExplicitLittle,
+        _ => (data_set, Encoding::ExplicitLittle),
     };
+    check_data_set(data_set, encoding)?;
+    Ok(syntax)
+}
+
+/// [`check_lengths`] for a bare implicit VR little endian data set: a DIMSE command set.
+pub(super) fn check_implicit_data_set(bytes: &[u8]) -> Result<(), String> {
+    check_data_set(bytes, Encoding::ImplicitLittle)
+}
+
+fn check_data_set(data_set: &[u8], encoding: Encoding) -> Result<(), String> {
+    let mut walk = Walk { bytes: data_set, pos: 0, encoding, fragments: false };
     while walk.next_group()?.is_some() {
         walk.element()?;
     }
     Ok(())
+}
+
+/// The data set of a deflated file (raw deflate, RFC 1951), refused beyond
+/// [`MAX_INFLATED_BYTES`] so that a small file cannot inflate to fill the memory.
+fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
+    let mut inflated = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|e| format!("deflated data set: {e}"))?;
+    if inflated.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(format!("the deflated data set inflates to more than {MAX_INFLATED_BYTES} bytes"));
+    }
+    Ok(inflated)
 }
 
 struct Walk<'a> {
@@ -92,7 +138,7 @@ impl<'a> Walk<'a> {
         self.bytes
             .get(at..at + N)
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| format!("truncated element header at byte {at}"))
+            .ok_or_else(|| format!("truncated element header at data set byte {at}"))
     }
 
     fn u16(&self, at: usize) -> Result<u16, String> {
