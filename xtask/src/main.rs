@@ -127,27 +127,8 @@ fn pi() -> Result<()> {
         test_files(118)?.into_iter().map(|(_, path)| path.to_string_lossy().into_owned()).collect();
     for engine in ["float", "fixed"] {
         let args = ["--engine", engine, "--csv", "--threads", "1", "classify"];
-        let run = |program: &std::path::Path, prefix: &[&str]| -> Result<Vec<String>> {
-            let mut command = Command::new(prefix.first().map_or(program.as_os_str(), |p| p.as_ref()));
-            if !prefix.is_empty() {
-                command.args(&prefix[1..]).arg(program);
-            }
-            let out = command
-                .args(args)
-                .args(&images)
-                .output()
-                .with_context(|| format!("running {}", program.display()))?;
-            if !out.status.success() {
-                bail!("{} failed: {}", program.display(), String::from_utf8_lossy(&out.stderr));
-            }
-            // The last column is the time, the one field that may differ.
-            Ok(String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(|l| l.rsplit_once(',').map_or(l, |(row, _)| row).to_string())
-                .collect())
-        };
-        let expected = run(&native, &[])?;
-        let got = run(&cross, &["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"])?;
+        let expected = classify_rows(&native, &[], &args, &images)?;
+        let got = classify_rows(&cross, &QEMU_AARCH64, &args, &images)?;
         // Integer arithmetic must match to the last digit; tract's f32 kernels differ between
         // x86 (AVX/FMA) and aarch64 (NEON) in summation order, so float probabilities may
         // differ in the 6th decimal, never in the class.
@@ -172,6 +153,108 @@ fn pi() -> Result<()> {
         }
         eprintln!("pi: {engine} engine, {} images: aarch64 under qemu equals native", images.len());
     }
+    pi_package(&native, &images[..12])
+}
+
+/// `qemu-aarch64` with the cross toolchain's libraries.
+const QEMU_AARCH64: [&str; 3] = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"];
+
+/// `program args images` (run through `prefix`, e.g. qemu) printing CSV: its rows without the
+/// last column, the time, the one field that may differ between runs.
+fn classify_rows(program: &Path, prefix: &[&str], args: &[&str], images: &[String]) -> Result<Vec<String>> {
+    let mut command = Command::new(prefix.first().map_or(program.as_os_str(), |p| p.as_ref()));
+    if !prefix.is_empty() {
+        command.args(&prefix[1..]).arg(program);
+    }
+    let out =
+        command.args(args).args(images).output().with_context(|| format!("running {}", program.display()))?;
+    if !out.status.success() {
+        bail!("{} failed: {}", program.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.rsplit_once(',').map_or(l, |(row, _)| row).to_string())
+        .collect())
+}
+
+/// The Pi's Debian package (`cargo deb`; edge-runtime's `[package.metadata.deb]`), made from
+/// the cross build as the README says: arm64, the receiver's unit accepted by
+/// `systemd-analyze verify` and enabled and started by the package's scripts, its settings a
+/// conffile, and the packaged binary on the packaged model answering as the native build under
+/// qemu-aarch64. Needs `cargo install cargo-deb` (`.ci/run`).
+fn pi_package(native: &Path, images: &[String]) -> Result<()> {
+    let out = target_dir().join("pi-package");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let deb = out.join("edge-runtime_arm64.deb");
+    let deb_arg = deb.to_string_lossy();
+    cargo(&[
+        "deb",
+        "-p",
+        "edge-runtime",
+        "--target",
+        PI_TARGET,
+        "--no-build",
+        "--strip",
+        "--fast",
+        "--output",
+        &deb_arg,
+    ])
+    .context("`cargo deb` (install it with `cargo install cargo-deb`)")?;
+    let dpkg_deb = |args: &[&std::ffi::OsStr]| -> Result<String> {
+        let out = Command::new("dpkg-deb").args(args).output().context("running dpkg-deb")?;
+        if !out.status.success() {
+            bail!("dpkg-deb {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let architecture = dpkg_deb(&["--field".as_ref(), deb.as_os_str(), "Architecture".as_ref()])?;
+    if architecture != "arm64" {
+        bail!("the package is for {architecture}, not arm64");
+    }
+    let (root, control) = (out.join("root"), out.join("control"));
+    dpkg_deb(&["-x".as_ref(), deb.as_os_str(), root.as_os_str()])?;
+    dpkg_deb(&["-e".as_ref(), deb.as_os_str(), control.as_os_str()])?;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("the package has no {}", path.display()))
+    };
+    if !read(&control.join("postinst"))?.contains("deb-systemd-invoke $_dh_action edge-runtime.service") {
+        bail!("the package does not start edge-runtime.service on installation");
+    }
+    if read(&control.join("conffiles"))?.trim() != "/etc/default/edge-runtime" {
+        bail!("/etc/default/edge-runtime is not a conffile");
+    }
+    read(&root.join("etc/default/edge-runtime"))?;
+    // The unit as installed, with its paths moved into the unpacked package.
+    let unit = read(&root.join("usr/lib/systemd/system/edge-runtime.service"))?
+        .replace("/usr/", &format!("{}/usr/", root.display()))
+        .replace("=/etc/", &format!("={}/etc/", root.display()));
+    let unit_path = out.join("edge-runtime.service");
+    std::fs::write(&unit_path, unit).with_context(|| format!("writing {}", unit_path.display()))?;
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit_path)
+        .output()
+        .context("running systemd-analyze (Debian package systemd)")?;
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    if !verify.status.success() || !complaints.trim().is_empty() {
+        bail!("systemd-analyze verify edge-runtime.service: {complaints}");
+    }
+    let models = root.join("usr/share/edge-runtime/models");
+    let models_arg = models.to_string_lossy();
+    let args = ["--model", &models_arg, "--engine", "fixed", "--csv", "classify"];
+    let expected = classify_rows(native, &[], &args, images)?;
+    let packaged = classify_rows(&root.join("usr/bin/edge-runtime"), &QEMU_AARCH64, &args, images)?;
+    if packaged != expected || expected.len() != images.len() + 1 {
+        bail!("the packaged binary and model answer differently:\n  native:   {expected:?}\n  packaged: {packaged:?}");
+    }
+    let size = std::fs::metadata(&deb).map_or(0, |m| m.len());
+    eprintln!(
+        "pi: {} ({:.1} MB): arm64, unit verified, started on install; packaged binary and model equal native on {} images",
+        deb.display(),
+        size as f64 / 1e6,
+        images.len()
+    );
     Ok(())
 }
 
