@@ -241,12 +241,19 @@ impl<'e> Receiver<'e> {
         let mut exchange = Exchange { receiver: self, calling: &calling, on_event, stored: 0 };
         match exchange.run(&mut association) {
             Ok(Ended::Released) => {
-                on_event(Event::Log(format!("{peer}: {calling} released the association after {} images", exchange.stored)));
+                on_event(Event::Log(format!(
+                    "{peer}: {calling} released the association after {} images",
+                    exchange.stored
+                )));
             }
-            Ok(Ended::Aborted) => on_event(Event::Log(format!(
-                "{peer}: {calling} aborted the association after {} images; a data set in transfer was dropped unacknowledged",
-                exchange.stored
-            ))),
+            Ok(Ended::Aborted { in_transfer }) => {
+                let dropped =
+                    if in_transfer { "; the data set in transfer was dropped unacknowledged" } else { "" };
+                on_event(Event::Log(format!(
+                    "{peer}: {calling} aborted the association after {} images{dropped}",
+                    exchange.stored
+                )));
+            }
             Err(reason) => {
                 on_event(Event::Log(format!(
                     "{peer}: association with {calling} aborted after {} images: {reason}",
@@ -426,7 +433,10 @@ struct Exchange<'r, 'e> {
 /// How an association ended without a fault.
 enum Ended {
     Released,
-    Aborted,
+    /// By the sender, maybe in the middle of a data set.
+    Aborted {
+        in_transfer: bool,
+    },
 }
 
 /// A data set as it arrived.
@@ -500,7 +510,7 @@ impl Exchange<'_, '_> {
                     association.send(&Pdu::ReleaseRP).map_err(|e| error_chain(&e))?;
                     return Ok(Ended::Released);
                 }
-                Pdu::AbortRQ { .. } => return Ok(Ended::Aborted),
+                Pdu::AbortRQ { .. } => return Ok(Ended::Aborted { in_transfer: pending.is_some() }),
                 other => return Err(format!("unexpected {}", other.short_description())),
             }
         }

@@ -303,7 +303,7 @@ fn bad_senders_and_data_sets_are_refused_and_the_server_goes_on() {
     let mut association = connect(server.address, AE_TITLE).expect("association");
     send_store(&mut association, "1.2.3.4.4", &data_set("1.2.3.4.4", 1024, vec![1u8; 64 << 10]), false);
     association.abort().expect("abort");
-    server.wait_for_log("aborted the association");
+    server.wait_for_log("the data set in transfer was dropped unacknowledged");
 
     // Silence beyond --timeout: the server aborts the association.
     let mut silent = connect(server.address, AE_TITLE).expect("association");
@@ -347,6 +347,42 @@ fn bad_senders_and_data_sets_are_refused_and_the_server_goes_on() {
         "the aborted image was journaled"
     );
     assert_eq!(journal.len(), 4);
+}
+
+/// `--forward`: each image also goes to a device (the firmware's protocol on a pseudo-terminal)
+/// and its answer is journaled; when the device goes away, images are still stored, journaled
+/// with the reason, and acknowledged.
+#[cfg(unix)]
+#[test]
+fn forwarded_images_carry_the_device_answer() {
+    let dir = scratch("receive-forward");
+    let device = crate::stream::FakeDevice::start(engine(EngineKind::Fixed).model_hash());
+    let server = Server::start(&dir, &["--forward", &device.port, "--device-timeout", "0.5"]);
+    let images = sample(1);
+    let mut association = connect(server.address, AE_TITLE).expect("association");
+    for (i, (_, _, image)) in images.iter().enumerate() {
+        let uid = format!("1.2.3.6.{i}");
+        assert_eq!(store(&mut association, &uid, &image_data_set(&uid, image)), 0x0000);
+    }
+    drop(device);
+    let (_, _, image) = &images[0];
+    assert_eq!(store(&mut association, "1.2.3.6.99", &image_data_set("1.2.3.6.99", image)), 0x0000);
+    association.release().expect("release");
+    server.wait_for_log("released the association");
+
+    let journal = server.journal();
+    let host = engine(EngineKind::Fixed)
+        .classify_integer(&images.iter().map(|(_, _, i)| i.clone()).collect::<Vec<_>>())
+        .expect("integer model");
+    for (i, expected) in host.iter().enumerate() {
+        let uid = format!("1.2.3.6.{i}");
+        let entry = journal.iter().find(|e| e["dicom"]["sop_instance_uid"] == uid.as_str()).expect("journaled");
+        assert_eq!(entry["device"]["logits"], serde_json::json!(expected.logits), "{uid}");
+    }
+    let unplugged = journal.iter().find(|e| e["dicom"]["sop_instance_uid"] == "1.2.3.6.99").expect("journaled");
+    assert!(unplugged["device"].is_null(), "{unplugged}");
+    assert!(unplugged["device_error"].is_string(), "{unplugged}");
+    assert!(unplugged["class"].is_string(), "{unplugged}");
 }
 
 #[test]

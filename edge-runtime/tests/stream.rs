@@ -11,14 +11,14 @@ use std::time::Duration;
 
 /// A device on the far end of a pseudo-terminal: the firmware's protocol logic
 /// ([`Responder`]) around the host's integer model, answering until dropped.
-struct FakeDevice {
-    port: String,
+pub struct FakeDevice {
+    pub port: String,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeDevice {
-    fn start(model: ModelHash) -> Self {
+    pub fn start(model: ModelHash) -> Self {
         let (mut device, host) = TTYPort::pair().expect("pseudo-terminal pair");
         let port = host.name().expect("pty name");
         device.set_timeout(Duration::from_millis(20)).expect("timeout");
