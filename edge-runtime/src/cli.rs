@@ -102,7 +102,8 @@ enum Command {
         /// Associations served at once; more wait up to --timeout for a free one.
         #[arg(long, default_value_t = 8)]
         max_associations: usize,
-        /// The largest data set accepted, in MiB (larger ones are answered A700).
+        /// The largest data set accepted, in MiB (larger ones are answered A700). The receiver
+        /// holds up to --max-associations of them in memory at once.
         #[arg(long, default_value_t = 256)]
         max_object_mib: usize,
         /// Seconds of silence from a sender before its association is aborted.

@@ -461,7 +461,14 @@ impl Exchange<'_, '_> {
         let mut command = Vec::new();
         let mut pending: Option<Pending> = None;
         loop {
-            match association.receive().map_err(|e| error_chain(&e))? {
+            let pdu = association.receive().map_err(|e| {
+                if timed_out(&e) {
+                    format!("nothing received for {:?} (--timeout)", self.receiver.options.timeout)
+                } else {
+                    error_chain(&e)
+                }
+            })?;
+            match pdu {
                 Pdu::PData { data } => {
                     for mut value in data {
                         match value.value_type {
@@ -775,6 +782,20 @@ impl AccessControl for CalledAeTitle {
             Ok(())
         }
     }
+}
+
+/// Whether a socket read timed out somewhere in `error`'s causes.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// An error with its causes, `a: b: c` (dicom-ul's messages alone say only "failed to

@@ -305,6 +305,16 @@ fn bad_senders_and_data_sets_are_refused_and_the_server_goes_on() {
     association.abort().expect("abort");
     server.wait_for_log("the data set in transfer was dropped unacknowledged");
 
+    // A malformed PDU inside an association: a P-DATA whose item claims more bytes than the
+    // PDU holds. The server aborts that association.
+    let mut broken = connect(server.address, AE_TITLE).expect("association");
+    broken.inner_stream().write_all(&[0x04, 0, 0, 0, 0, 6, 0, 0, 0, 0x40, 3, 0]).expect("write");
+    match broken.receive() {
+        Ok(Pdu::AbortRQ { .. }) | Err(_) => {}
+        Ok(other) => panic!("a malformed PDU was answered with {other:?}"),
+    }
+    server.wait_for_log("association with TESTSCU aborted after 0 images");
+
     // Silence beyond --timeout: the server aborts the association.
     let mut silent = connect(server.address, AE_TITLE).expect("association");
     std::thread::sleep(Duration::from_secs(3));
@@ -312,7 +322,7 @@ fn bad_senders_and_data_sets_are_refused_and_the_server_goes_on() {
         Ok(Pdu::AbortRQ { .. }) | Err(_) => {}
         Ok(other) => panic!("a silent association was kept: {other:?}"),
     }
-    server.wait_for_log("association with TESTSCU aborted");
+    server.wait_for_log("nothing received for 2s (--timeout)");
 
     // And the server still serves.
     let mut association = connect(server.address, AE_TITLE).expect("association after the faults");
@@ -376,10 +386,12 @@ fn forwarded_images_carry_the_device_answer() {
         .expect("integer model");
     for (i, expected) in host.iter().enumerate() {
         let uid = format!("1.2.3.6.{i}");
-        let entry = journal.iter().find(|e| e["dicom"]["sop_instance_uid"] == uid.as_str()).expect("journaled");
+        let entry =
+            journal.iter().find(|e| e["dicom"]["sop_instance_uid"] == uid.as_str()).expect("journaled");
         assert_eq!(entry["device"]["logits"], serde_json::json!(expected.logits), "{uid}");
     }
-    let unplugged = journal.iter().find(|e| e["dicom"]["sop_instance_uid"] == "1.2.3.6.99").expect("journaled");
+    let unplugged =
+        journal.iter().find(|e| e["dicom"]["sop_instance_uid"] == "1.2.3.6.99").expect("journaled");
     assert!(unplugged["device"].is_null(), "{unplugged}");
     assert!(unplugged["device_error"].is_string(), "{unplugged}");
     assert!(unplugged["class"].is_string(), "{unplugged}");
