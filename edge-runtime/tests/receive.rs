@@ -275,7 +275,7 @@ fn images_are_classified_kept_and_journaled_like_classify() {
 #[test]
 fn bad_senders_and_data_sets_are_refused_and_the_server_goes_on() {
     let dir = scratch("receive-refuse");
-    let server = Server::start(&dir, &["--max-object-mib", "1", "--timeout", "2"]);
+    let server = Server::start(&dir, &["--max-object-mib", "1", "--timeout", "3"]);
     let (_, _, image) = sample(1).swap_remove(0);
 
     // Another AE title: rejected at association.
@@ -317,12 +317,12 @@ fn bad_senders_and_data_sets_are_refused_and_the_server_goes_on() {
 
     // Silence beyond --timeout: the server aborts the association.
     let mut silent = connect(server.address, AE_TITLE).expect("association");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(4));
     match silent.receive() {
         Ok(Pdu::AbortRQ { .. }) | Err(_) => {}
         Ok(other) => panic!("a silent association was kept: {other:?}"),
     }
-    server.wait_for_log("nothing received for 2s (--timeout)");
+    server.wait_for_log("nothing received for 3s (--timeout)");
 
     // And the server still serves.
     let mut association = connect(server.address, AE_TITLE).expect("association after the faults");
@@ -395,6 +395,32 @@ fn forwarded_images_carry_the_device_answer() {
     assert!(unplugged["device"].is_null(), "{unplugged}");
     assert!(unplugged["device_error"].is_string(), "{unplugged}");
     assert!(unplugged["class"].is_string(), "{unplugged}");
+}
+
+/// `--max-associations 1`: a second sender waits for the slot up to `--timeout`, then is
+/// rejected; once the first releases, a new one is served.
+#[test]
+fn associations_beyond_the_limit_wait_then_are_rejected() {
+    let dir = scratch("receive-limit");
+    let server = Server::start(&dir, &["--max-associations", "1", "--timeout", "2"]);
+    let mut first = connect(server.address, AE_TITLE).expect("first association");
+    let address = server.address;
+    let second = std::thread::spawn(move || connect(address, AE_TITLE).map(|_| ()));
+    // The first stays busy (never silent for --timeout) until the second has given up.
+    let started = Instant::now();
+    while !second.is_finished() && started.elapsed() < Duration::from_secs(20) {
+        assert_eq!(echo(&mut first), 0x0000);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        second.join().expect("second sender").is_err(),
+        "a second association was served beyond the limit"
+    );
+    server.wait_for_log("association refused (all associations busy)");
+    first.release().expect("release");
+    let mut third = connect(server.address, AE_TITLE).expect("an association once the slot is free");
+    assert_eq!(echo(&mut third), 0x0000);
+    third.release().expect("release");
 }
 
 #[test]
