@@ -14,7 +14,7 @@ use image::{DynamicImage, ImageReader};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-mod dicom;
+pub(crate) mod dicom;
 mod grayscale;
 
 /// Side of the model's square input.
@@ -170,15 +170,6 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Image, InputError> {
         return Err(InputError::NoPixels { path: path.to_path_buf() });
     }
     Ok(to_model_input(&decoded))
-}
-
-/// Refuses a DICOM data set in implicit VR little endian (a network command set) with an
-/// element longer than the bytes left, before dicom-rs allocates what the header claims.
-///
-/// # Errors
-/// Where the first such element is.
-pub(crate) fn check_implicit_data_set(bytes: &[u8]) -> Result<(), String> {
-    dicom::check_implicit_data_set(bytes)
 }
 
 fn decode_image(bytes: &[u8]) -> Result<DynamicImage, image::ImageError> {

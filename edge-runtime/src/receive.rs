@@ -398,14 +398,13 @@ impl<'e> Receiver<'e> {
     ) -> (Option<Classification>, Option<String>) {
         let Some((options, device)) = &self.device else { return (None, None) };
         let mut device = device.lock().unwrap_or_else(|p| p.into_inner());
-        let link = match device.take() {
+        let mut link = match device.take() {
             Some(link) => link,
             None => match Link::connect(options.clone(), self.engine.model_hash()) {
                 Ok(link) => link,
                 Err(e) => return (None, Some(e.to_string())),
             },
         };
-        let mut link = link;
         let answer =
             link.classify(image, |r| on_event(Event::Log(format!("device: {}; {}", r.problem, r.action))));
         match answer {
@@ -591,7 +590,8 @@ impl Request {
     fn parse(bytes: &[u8], context: u8) -> Result<Self, String> {
         // Command sets are implicit VR little endian (PS3.7 6.3.1); their lengths are checked
         // first for the same reason as a file's.
-        preprocess::check_implicit_data_set(bytes).map_err(|e| format!("malformed command set: {e}"))?;
+        preprocess::dicom::check_implicit_data_set(bytes)
+            .map_err(|e| format!("malformed command set: {e}"))?;
         let command = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
             .map_err(|e| format!("malformed command set: {e}"))?;
         let number = |tag| command.element(tag).ok().and_then(|e| e.to_int::<u16>().ok());

@@ -98,8 +98,9 @@ fn check_lengths(bytes: &[u8]) -> Result<String, String> {
     Ok(syntax)
 }
 
-/// [`check_lengths`] for a bare implicit VR little endian data set: a DIMSE command set.
-pub(super) fn check_implicit_data_set(bytes: &[u8]) -> Result<(), String> {
+/// [`check_lengths`] for a bare implicit VR little endian data set (a DIMSE command set):
+/// refuses an element longer than the bytes left, before dicom-rs allocates what it claims.
+pub(crate) fn check_implicit_data_set(bytes: &[u8]) -> Result<(), String> {
     check_data_set(bytes, Encoding::ImplicitLittle)
 }
 

@@ -104,14 +104,18 @@ impl StoredSamples {
 }
 
 /// The VOI transformation, from a modality value to 0..1.
-enum Voi {
+enum Voi<'a> {
     Window(WindowLevel, VoiLutFunction),
-    Table { first: i64, entries: Vec<u16>, top: f64 },
+    Table { first: i64, entries: &'a [u16], top: f64 },
     Linear { low: f64, high: f64 },
 }
 
-impl Voi {
-    fn of(pixels: &DecodedPixelData<'_>, stored: &StoredSamples, rescale: Rescale) -> Result<Self, String> {
+impl<'a> Voi<'a> {
+    fn of(
+        pixels: &'a DecodedPixelData<'_>,
+        stored: &StoredSamples,
+        rescale: Rescale,
+    ) -> Result<Self, String> {
         let window = pixels.window().map_err(|e| e.to_string())?.and_then(|w| w.first().copied());
         let function = pixels
             .voi_lut_function()
@@ -132,7 +136,7 @@ impl Voi {
         if let Some(table) = table.filter(|t| !t.data.is_empty() && (1..=16).contains(&t.bits_stored)) {
             return Ok(Self::Table {
                 first: i64::from(table.min_pixel_value),
-                entries: table.data.clone(),
+                entries: &table.data,
                 top: f64::from((1u32 << table.bits_stored) - 1),
             });
         }

@@ -109,6 +109,29 @@ fn padded_input<'a>(options: &Conv2dOptions, input: &'a [u8], padded: &'a mut [u
     Ok(buffer)
 }
 
+/// The start both convolutions share: `options` valid; `input`, the weights (`weights_len`:
+/// name, expected and found length) and `output` the sizes `options` says, checked in that
+/// order; then the input with its zero border (itself when unpadded) and that input's shape.
+fn prepare<'a>(
+    options: &Conv2dOptions,
+    input: &'a [u8],
+    weights_len: (&'static str, usize, usize),
+    output: &[u8],
+    padded: &'a mut [u8],
+) -> Result<(&'a [u8], Valid)> {
+    options.validate()?;
+    check_len("input", options.input_len(), input.len())?;
+    check_len(weights_len.0, weights_len.1, weights_len.2)?;
+    check_len("output", options.output_len(), output.len())?;
+    let border = 2 * options.padding as usize;
+    let shape = Valid {
+        channels: options.in_channels as usize,
+        height: options.in_height as usize + border,
+        width: options.in_width as usize + border,
+    };
+    Ok((padded_input(options, input, padded)?, shape))
+}
+
 /// `output = relu(requant[o](bias[o] + sum input * weights))`.
 ///
 /// `weights` holds `i8` values as bytes (two's complement), as the model artifact stores
@@ -129,18 +152,8 @@ pub fn conv2d_relu(
     output: &mut [u8],
     padded: &mut [u8],
 ) -> Result<()> {
-    options.validate()?;
-    check_len("input", options.input_len(), input.len())?;
-    check_len("weights", options.weights_len(), weights.len())?;
-    check_len("output", options.output_len(), output.len())?;
-    let (c, h, w, p) = (
-        options.in_channels as usize,
-        options.in_height as usize,
-        options.in_width as usize,
-        options.padding as usize,
-    );
-    let source = padded_input(options, input, padded)?;
-    let valid = Valid { channels: c, height: h + 2 * p, width: w + 2 * p };
+    let weights_len = ("weights", options.weights_len(), weights.len());
+    let (source, valid) = prepare(options, input, weights_len, output, padded)?;
     // The model's layers (6x6 stride 4, 3x3 stride 2, 3x3 stride 1) get fully unrolled
     // windows; any other shape runs the same loops with runtime sizes.
     match (options.kernel, options.stride) {
@@ -324,22 +337,13 @@ pub fn conv2d_relu_grouped(
     output: &mut [u8],
     padded: &mut [u8],
 ) -> Result<()> {
-    options.validate()?;
-    check_len("input", options.input_len(), input.len())?;
-    check_len("grouped weights", options.grouped_weights_len(), grouped.len())?;
-    check_len("output", options.output_len(), output.len())?;
-    let (c, h, w, p) = (
-        options.in_channels as usize,
-        options.in_height as usize,
-        options.in_width as usize,
-        options.padding as usize,
-    );
-    let source = padded_input(options, input, padded)?;
+    let weights_len = ("grouped weights", options.grouped_weights_len(), grouped.len());
+    let (source, valid) = prepare(options, input, weights_len, output, padded)?;
     let g = Grouped {
-        channels: c,
+        channels: valid.channels,
         outputs: options.out_channels as usize,
-        height: h + 2 * p,
-        width: w + 2 * p,
+        height: valid.height,
+        width: valid.width,
         kernel: options.kernel as usize,
         stride: options.stride as usize,
     };
