@@ -1,6 +1,8 @@
-//! The 4-qubit circuit as differentiable burn tensor ops.
+//! The 4-qubit circuit as a burn module. On the CPU its forward pass is `shared`'s simulator
+//! with adjoint gradients ([`crate::fused::circuit`]); elsewhere it is differentiable burn
+//! tensor ops, this module's [`Circuit::composed`].
 //!
-//! Same circuit as `shared::quantum` (PennyLane's `AngleEmbedding` with X rotations, then
+//! The tensor form: the same circuit as `shared::quantum` (PennyLane's `AngleEmbedding` with X rotations, then
 //! `StronglyEntanglingLayers`, measuring `<Z_i>`), rewritten so a whole batch costs two small
 //! matrix products and autodiff gives the gradients:
 //!
@@ -52,11 +54,20 @@ impl Circuit {
         self.ranges.len()
     }
 
-    /// `<Z_0..3>` for each sample's embedding angles.
+    /// `<Z_0..3>` for each sample's embedding angles: `shared`'s simulator on the CPU
+    /// ([`crate::fused::circuit`]), the tensor form below elsewhere.
     ///
     /// # Shapes
     /// angles `[batch, 4]` -> expectation values `[batch, 4]`
     pub fn forward(&self, angles: Tensor<2>) -> Tensor<2> {
+        crate::fused::circuit(angles, self.weights.val()).unwrap_or_else(|angles| self.composed(angles))
+    }
+
+    /// The same from burn's tensor operations (the GPU's path): see the module docs.
+    ///
+    /// # Shapes
+    /// angles `[batch, 4]` -> expectation values `[batch, 4]`
+    pub fn composed(&self, angles: Tensor<2>) -> Tensor<2> {
         let device = angles.device();
         let (v_re, v_im) = self.phased_unitary(&device);
         let r = embedding_amplitudes(angles); // [b, 16]
@@ -257,7 +268,7 @@ mod tests {
         let device = Device::flex();
         let weights = sample_weights();
         let circuit = Circuit::from_weights(&to_f32(&weights), &device);
-        let got = circuit.forward(angles(&device)).into_data().try_to_vec::<f32>().unwrap();
+        let got = circuit.composed(angles(&device)).into_data().try_to_vec::<f32>().unwrap();
         let ansatz = Ansatz::new(weights.len()).unwrap();
         for (b, features) in FEATURES.iter().enumerate() {
             let want = expvals(&ansatz, features, &weights).unwrap();
@@ -277,7 +288,7 @@ mod tests {
         let x = angles(&device).require_grad();
         let c =
             Tensor::<2>::from_data(TensorData::new(coeffs.map(|v| v as f32).to_vec(), [WIRES, 1]), &device);
-        let loss = circuit.forward(x.clone()).matmul(c).sum();
+        let loss = circuit.composed(x.clone()).matmul(c).sum();
         let grads = loss.backward();
         let grad_x = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
         let grad_w = circuit.weights.val().grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();

@@ -3,7 +3,7 @@
 //! Layout as burn's `examples/guide`: [`data`] (files -> u8 images -> batches), [`model`] (the
 //! hybrid and the CNN baseline, [`circuit`] being the quantum layer), [`baselines`] (the
 //! paper's ResNet-18 and VGG-16), [`network`] (any of them, as one type), [`training`] (the loop
-//! and checkpoints), [`metrics`] and [`plot`] (a run's figures and pictures), [`report`] (the
+//! and checkpoints), [`fused`] (the CPU kernels a training step spends its time in), [`metrics`] and [`plot`] (a run's figures and pictures), [`report`] (the
 //! paper's Table I over several runs), [`export`] (ONNX
 //! encoder, model card), [`full_onnx`] (the whole hybrid as one ONNX graph), [`integer`] (the `shared` artifacts: circuit + head, int8 encoder) and
 //! [`hardware`] (the circuit under shot and gate noise, as a quantum device would run it).
@@ -13,6 +13,7 @@ pub mod circuit;
 pub mod data;
 pub mod export;
 pub mod full_onnx;
+pub mod fused;
 pub mod hardware;
 pub mod integer;
 pub mod metrics;

@@ -14,6 +14,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::circuit::Circuit;
 use crate::data::IMAGE_SIDE;
+use crate::fused;
 
 /// Which network to train.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -116,6 +117,26 @@ pub struct ConvBlock {
     pub pool: Option<MaxPool2d>,
 }
 
+impl ConvBlock {
+    /// `pool(relu(conv(x)))`: one fused operation on the CPU ([`crate::fused::conv_block`]),
+    /// burn's three elsewhere.
+    ///
+    /// # Shapes
+    /// `[b, in, h, w]` -> `[b, out, h' / p, w' / p]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        fused::conv_block(x, &self.conv, self.pool.as_ref()).unwrap_or_else(|x| self.composed(x))
+    }
+
+    /// The same from burn's operations.
+    pub fn composed(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = relu(self.conv.forward(x)); // [b, out, h', w']
+        match &self.pool {
+            Some(pool) => pool.forward(x), // [b, out, h' / p, w' / p]
+            None => x,
+        }
+    }
+}
+
 /// The convolutional part: image -> angles (hybrid) or hidden features (CNN). This is what the
 /// ONNX file holds.
 #[derive(Module, Debug)]
@@ -130,10 +151,7 @@ impl Encoder {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for block in &self.blocks {
-            x = relu(block.conv.forward(x)); // [b, c, h, w]
-            if let Some(pool) = &block.pool {
-                x = pool.forward(x); // [b, c, h / p, w / p]
-            }
+            x = block.forward(x); // [b, c, h / p, w / p]
         }
         self.fc.forward(x.flatten(1, 3)) // [b, encoder_out]
     }

@@ -1,0 +1,452 @@
+//! One encoder block, convolution + bias + ReLU + max-pool, forward and backward on plain
+//! slices.
+//!
+//! The whole batch is one matrix product per pass: the input's patches (im2col) form a
+//! `[patch, columns]` matrix (`columns` = batch x output positions), so the convolution is
+//! `weights [out, patch] x patches`, the weight gradient `dz [out, columns] x patches^T` and
+//! the input gradient `weights^T x dz`, folded back onto the image. Patches and activations
+//! keep the output positions innermost, so the copies between layouts run along rows. The max-pool's winners are
+//! found again from the kept activations instead of storing indices.
+
+use gemm::Parallelism;
+
+/// Stride, padding (the same on all four sides) and max-pool window of a block; the pool's
+/// stride is its window, as in the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub stride: usize,
+    pub padding: usize,
+    /// Max-pool window and stride (1 = no pool).
+    pub pool: usize,
+}
+
+/// Everything that fixes a block's sizes: the input, the weights and the geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockShape {
+    pub batch: usize,
+    pub channels_in: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels_out: usize,
+    pub kernel: usize,
+    pub geometry: ConvGeometry,
+}
+
+impl BlockShape {
+    /// The shape, or `None` when the kernel does not fit the padded input or a size is zero.
+    pub fn new(input: [usize; 4], weights: [usize; 4], geometry: ConvGeometry) -> Option<Self> {
+        let [batch, channels_in, height, width] = input;
+        let [channels_out, weight_channels, kernel, kernel_w] = weights;
+        let fits = |side: usize| side + 2 * geometry.padding >= kernel;
+        let shape = Self { batch, channels_in, height, width, channels_out, kernel, geometry };
+        let valid = weight_channels == channels_in
+            && kernel == kernel_w
+            && kernel > 0
+            && geometry.stride > 0
+            && geometry.pool > 0
+            && fits(height)
+            && fits(width)
+            && shape.pooled_height() > 0
+            && shape.pooled_width() > 0
+            && shape.columns() > 0;
+        valid.then_some(shape)
+    }
+
+    fn out_side(&self, side: usize) -> usize {
+        (side + 2 * self.geometry.padding - self.kernel) / self.geometry.stride + 1
+    }
+    fn out_height(&self) -> usize {
+        self.out_side(self.height)
+    }
+    fn out_width(&self) -> usize {
+        self.out_side(self.width)
+    }
+    fn padded_height(&self) -> usize {
+        self.height + 2 * self.geometry.padding
+    }
+    fn padded_width(&self) -> usize {
+        self.width + 2 * self.geometry.padding
+    }
+    fn pooled_height(&self) -> usize {
+        self.out_height() / self.geometry.pool
+    }
+    fn pooled_width(&self) -> usize {
+        self.out_width() / self.geometry.pool
+    }
+    /// Output positions per image.
+    fn positions(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+    /// Batch x output positions: the columns of the activations.
+    pub fn columns(&self) -> usize {
+        self.batch * self.positions()
+    }
+    /// Length of one patch: input channels x kernel x kernel.
+    pub fn patch_len(&self) -> usize {
+        self.channels_in * self.kernel * self.kernel
+    }
+    pub fn input_dims(&self) -> [usize; 4] {
+        [self.batch, self.channels_in, self.height, self.width]
+    }
+    pub fn weight_dims(&self) -> [usize; 4] {
+        [self.channels_out, self.channels_in, self.kernel, self.kernel]
+    }
+    /// `[batch, out, pooled height, pooled width]`.
+    pub fn output_dims(&self) -> [usize; 4] {
+        [self.batch, self.channels_out, self.pooled_height(), self.pooled_width()]
+    }
+}
+
+/// The forward pass and what its backward pass needs.
+pub struct Forward {
+    /// `[batch, out, pooled height, pooled width]`.
+    pub output: Vec<f32>,
+    /// After bias and ReLU, before the pool: `[out, columns]`.
+    pub activations: Vec<f32>,
+    /// `[patch, columns]`.
+    pub patches: Vec<f32>,
+}
+
+/// Gradients of the three inputs.
+pub struct Gradients {
+    /// `[batch, in, height, width]`, when asked for.
+    pub input: Option<Vec<f32>>,
+    /// `[out, in, kernel, kernel]`.
+    pub weight: Vec<f32>,
+    /// `[out]`.
+    pub bias: Vec<f32>,
+}
+
+/// `input [batch, in, h, w]`, `weight [out, in, k, k]`, `bias [out]`, all row-major.
+/// `parallel` spreads the matrix product over rayon's threads (for large inference batches;
+/// training already runs one batch part per thread).
+pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], parallel: bool) -> Forward {
+    let (columns, patch_len, out) = (shape.columns(), shape.patch_len(), shape.channels_out);
+    let patches = im2col(shape, input);
+    let mut activations = vec![0.0; out * columns];
+    matmul(
+        &mut activations,
+        Matrix { data: weight, rows: out, cols: patch_len, row_stride: patch_len, col_stride: 1 },
+        Matrix { data: &patches, rows: patch_len, cols: columns, row_stride: columns, col_stride: 1 },
+        parallel,
+    );
+    for (row, &b) in activations.chunks_exact_mut(columns).zip(bias) {
+        row.iter_mut().for_each(|a| *a = (*a + b).max(0.0));
+    }
+    let output = pool(shape, &activations);
+    Forward { output, activations, patches }
+}
+
+/// Backward pass from the output's gradient `[batch, out, pooled h, pooled w]`.
+pub fn backward(
+    shape: &BlockShape,
+    weight: &[f32],
+    activations: &[f32],
+    patches: &[f32],
+    grad_output: &[f32],
+    input_grad: bool,
+) -> Gradients {
+    let (columns, patch_len, out) = (shape.columns(), shape.patch_len(), shape.channels_out);
+    let dz = unpool(shape, activations, grad_output); // [out, columns]
+    let bias = dz.chunks_exact(columns).map(|row| row.iter().sum()).collect();
+    let mut grad_weight = vec![0.0; out * patch_len];
+    matmul(
+        &mut grad_weight,
+        Matrix { data: &dz, rows: out, cols: columns, row_stride: columns, col_stride: 1 },
+        Matrix { data: patches, rows: columns, cols: patch_len, row_stride: 1, col_stride: columns },
+        false,
+    );
+    let input = input_grad.then(|| {
+        let mut grad_patches = vec![0.0; patch_len * columns];
+        matmul(
+            &mut grad_patches,
+            Matrix { data: weight, rows: patch_len, cols: out, row_stride: 1, col_stride: patch_len },
+            Matrix { data: &dz, rows: out, cols: columns, row_stride: columns, col_stride: 1 },
+            false,
+        );
+        col2im(shape, &grad_patches)
+    });
+    Gradients { input, weight: grad_weight, bias }
+}
+
+/// Row `(c, ky, kx)` of the patch matrix holds, for every output position, the input value
+/// that kernel entry covers (zero in the padding).
+fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
+    let padded = pad(shape, input);
+    let mut patches = vec![0.0; shape.patch_len() * shape.columns()];
+    let stride = shape.geometry.stride;
+    for_each_kernel_row(shape, |padded_row, patch_row| {
+        let (src, dst) = (&padded[padded_row..], &mut patches[patch_row]);
+        if stride == 1 {
+            dst.copy_from_slice(&src[..dst.len()]);
+        } else {
+            dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(p, &x)| *p = x);
+        }
+    });
+    patches
+}
+
+/// The inverse of [`im2col`]: each patch entry's gradient added to the input value it came from.
+fn col2im(shape: &BlockShape, grad_patches: &[f32]) -> Vec<f32> {
+    let mut padded =
+        vec![0.0; shape.batch * shape.channels_in * shape.padded_height() * shape.padded_width()];
+    let stride = shape.geometry.stride;
+    for_each_kernel_row(shape, |padded_row, patch_row| {
+        let (src, dst) = (&grad_patches[patch_row], &mut padded[padded_row..]);
+        dst.iter_mut().step_by(stride).zip(src).for_each(|(g, &p)| *g += p);
+    });
+    crop(shape, &padded)
+}
+
+/// The input inside a border of zeros, `padding` wide: `[batch, in, h + 2p, w + 2p]`.
+fn pad(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
+    let (w, pw, p) = (shape.width, shape.padded_width(), shape.geometry.padding);
+    let mut padded = vec![0.0; shape.batch * shape.channels_in * shape.padded_height() * pw];
+    for (plane, dst) in
+        input.chunks_exact(shape.height * w).zip(padded.chunks_exact_mut(shape.padded_height() * pw))
+    {
+        for (row, dst) in plane.chunks_exact(w).zip(dst[p * pw..].chunks_exact_mut(pw)) {
+            dst[p..p + w].copy_from_slice(row);
+        }
+    }
+    padded
+}
+
+/// The inverse of [`pad`]: the inside of each padded plane.
+fn crop(shape: &BlockShape, padded: &[f32]) -> Vec<f32> {
+    let (w, pw, p) = (shape.width, shape.padded_width(), shape.geometry.padding);
+    let mut input = Vec::with_capacity(shape.input_dims().iter().product());
+    for plane in padded.chunks_exact(shape.padded_height() * pw) {
+        for row in plane[p * pw..].chunks_exact(pw).take(shape.height) {
+            input.extend_from_slice(&row[p..p + w]);
+        }
+    }
+    input
+}
+
+/// Calls `f(start in the padded input, patch row range)` for each output row of each kernel
+/// entry and image: the output row reads the padded input from `start`, every `stride`-th value.
+fn for_each_kernel_row(shape: &BlockShape, mut f: impl FnMut(usize, std::ops::Range<usize>)) {
+    let (k, stride) = (shape.kernel, shape.geometry.stride);
+    let (out_h, out_w, pw) = (shape.out_height(), shape.out_width(), shape.padded_width());
+    let plane_len = shape.padded_height() * pw;
+    for c in 0..shape.channels_in {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = ((c * k + ky) * k + kx) * shape.columns();
+                for b in 0..shape.batch {
+                    let plane = (b * shape.channels_in + c) * plane_len;
+                    for oy in 0..out_h {
+                        let column = row + (b * out_h + oy) * out_w;
+                        f(plane + (oy * stride + ky) * pw + kx, column..column + out_w);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `[out, columns]` activations -> `[batch, out, pooled h, pooled w]`: the largest of each
+/// window, the first in row-major order on ties (as burn's max-pool).
+fn pool(shape: &BlockShape, activations: &[f32]) -> Vec<f32> {
+    let [batch, out, ph, pw] = shape.output_dims();
+    let mut output = vec![0.0; batch * out * ph * pw];
+    for (o, row) in activations.chunks_exact(shape.columns()).enumerate() {
+        for b in 0..batch {
+            let image = &row[b * shape.positions()..][..shape.positions()];
+            let dst = &mut output[(b * out + o) * ph * pw..][..ph * pw];
+            if shape.geometry.pool == 1 {
+                dst.copy_from_slice(image);
+            } else {
+                for (i, d) in dst.iter_mut().enumerate() {
+                    *d = image[window_winner(shape, image, i / pw, i % pw)];
+                }
+            }
+        }
+    }
+    output
+}
+
+/// The gradient at the pool's winners where the ReLU was active, zero elsewhere: `[out, columns]`.
+fn unpool(shape: &BlockShape, activations: &[f32], grad_output: &[f32]) -> Vec<f32> {
+    let [batch, out, ph, pw] = shape.output_dims();
+    let (columns, positions) = (shape.columns(), shape.positions());
+    let mut dz = vec![0.0; out * columns];
+    for (o, (row, dz_row)) in activations.chunks_exact(columns).zip(dz.chunks_exact_mut(columns)).enumerate()
+    {
+        for b in 0..batch {
+            let image = &row[b * positions..][..positions];
+            let dz_image = &mut dz_row[b * positions..][..positions];
+            let grad = &grad_output[(b * out + o) * ph * pw..][..ph * pw];
+            if shape.geometry.pool == 1 {
+                for ((d, &a), &g) in dz_image.iter_mut().zip(image).zip(grad) {
+                    *d = if a > 0.0 { g } else { 0.0 };
+                }
+            } else {
+                for (i, &g) in grad.iter().enumerate() {
+                    let winner = window_winner(shape, image, i / pw, i % pw);
+                    if image[winner] > 0.0 {
+                        dz_image[winner] = g;
+                    }
+                }
+            }
+        }
+    }
+    dz
+}
+
+/// Position (within one image's `[out h, out w]`) of the first largest activation of pool
+/// window `(py, px)`.
+fn window_winner(shape: &BlockShape, image: &[f32], py: usize, px: usize) -> usize {
+    let (p, out_w) = (shape.geometry.pool, shape.out_width());
+    let first = py * p * out_w + px * p;
+    let (mut best, mut largest) = (first, image[first]);
+    for dy in 0..p {
+        let row = first + dy * out_w;
+        for (position, &a) in (row..).zip(&image[row..row + p]) {
+            if a > largest {
+                (best, largest) = (position, a);
+            }
+        }
+    }
+    best
+}
+
+/// A strided view of a row-major buffer.
+struct Matrix<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl Matrix<'_> {
+    /// Whether every element the strides address lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst [lhs.rows, rhs.cols] (row-major) = lhs x rhs`, by the `gemm` crate (runtime-selected
+/// SIMD kernels).
+fn matmul(dst: &mut [f32], lhs: Matrix, rhs: Matrix, parallel: bool) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    assert!(
+        rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds(),
+        "matmul: inconsistent shapes"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parallelism =
+        if parallel { Parallelism::Rayon(rayon::current_num_threads()) } else { Parallelism::None };
+    let stride = |s: usize| s as isize;
+    // SAFETY: `dst` holds exactly m x n elements addressed with row stride n and column stride
+    // 1; `in_bounds` checked that every element of lhs (m x k) and rhs (k x n) addressed by
+    // their strides lies inside their slices; `dst` is a unique borrow, so nothing aliases it.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            stride(n),
+            false,
+            lhs.data.as_ptr(),
+            stride(lhs.col_stride),
+            stride(lhs.row_stride),
+            rhs.data.as_ptr(),
+            stride(rhs.col_stride),
+            stride(rhs.row_stride),
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct definition: every output of conv + bias + ReLU + pool from its sum.
+    fn reference(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+        let (k, s, pad, p) =
+            (shape.kernel, shape.geometry.stride, shape.geometry.padding, shape.geometry.pool);
+        let (h, w) = (shape.height as isize, shape.width as isize);
+        let conv = |b: usize, o: usize, oy: usize, ox: usize| {
+            let mut sum = bias[o];
+            for c in 0..shape.channels_in {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let y = (oy * s + ky) as isize - pad as isize;
+                        let x = (ox * s + kx) as isize - pad as isize;
+                        if (0..h).contains(&y) && (0..w).contains(&x) {
+                            let i = ((b * shape.channels_in + c) as isize * h + y) * w + x;
+                            sum +=
+                                input[i as usize] * weight[((o * shape.channels_in + c) * k + ky) * k + kx];
+                        }
+                    }
+                }
+            }
+            sum.max(0.0)
+        };
+        let [batch, out, ph, pw] = shape.output_dims();
+        let mut v = Vec::new();
+        for b in 0..batch {
+            for o in 0..out {
+                for py in 0..ph {
+                    for px in 0..pw {
+                        let window = (0..p * p).map(|i| conv(b, o, py * p + i / p, px * p + i % p));
+                        v.push(window.fold(f32::MIN, f32::max));
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / 8e6 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn forward_equals_the_direct_sum_for_the_models_geometries() {
+        for (input, weights, stride, padding, pool) in [
+            ([2, 1, 64, 64], [8, 1, 6, 6], 4, 1, 1),
+            ([2, 8, 16, 16], [16, 8, 3, 3], 2, 1, 1),
+            ([3, 16, 8, 8], [32, 16, 3, 3], 1, 1, 2),
+            ([1, 2, 7, 9], [3, 2, 3, 3], 1, 0, 2),
+        ] {
+            let shape = BlockShape::new(input, weights, ConvGeometry { stride, padding, pool }).unwrap();
+            let x = values(input.iter().product(), 1);
+            let wt = values(weights.iter().product(), 2);
+            let b = values(weights[0], 3);
+            let got = forward(&shape, &x, &wt, &b, false).output;
+            let want = reference(&shape, &x, &wt, &b);
+            assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{input:?} output {i}: {g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_that_cannot_run_are_refused() {
+        let geometry = ConvGeometry { stride: 1, padding: 0, pool: 1 };
+        assert!(BlockShape::new([1, 1, 2, 2], [1, 1, 3, 3], geometry).is_none());
+        assert!(BlockShape::new([1, 2, 4, 4], [1, 1, 3, 3], geometry).is_none());
+        assert!(BlockShape::new([1, 1, 4, 4], [1, 1, 3, 3], ConvGeometry { pool: 3, ..geometry }).is_none());
+        assert!(BlockShape::new([0, 1, 4, 4], [1, 1, 3, 3], geometry).is_none());
+    }
+}
