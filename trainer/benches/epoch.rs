@@ -1,5 +1,7 @@
 //! Where a training epoch's time goes, per encoder design: batching, forward, backward and
-//! optimizer of one whole batch (burn's kernels alone spreading it over the threads), then the
+//! optimizer of one whole batch on one model copy (on the CPU the fused blocks and circuit of
+//! `trainer::fused` run it on the calling thread, burn's other operations spread it over the
+//! threads), then the
 //! trainer's own step (`training::batch_gradients`, the batch split across one model copy per
 //! thread), the epoch time it gives and the floating-point rate it reaches (to set against the
 //! cores' peak); the circuit alone last. The paper's ResNet-18 and VGG-16 run whole batches

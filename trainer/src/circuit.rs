@@ -60,7 +60,7 @@ impl Circuit {
     /// # Shapes
     /// angles `[batch, 4]` -> expectation values `[batch, 4]`
     pub fn forward(&self, angles: Tensor<2>) -> Tensor<2> {
-        crate::fused::circuit(angles, self.weights.val()).unwrap_or_else(|angles| self.composed(angles))
+        crate::fused::circuit(&angles, self.weights.val()).unwrap_or_else(|| self.composed(angles))
     }
 
     /// The same from burn's tensor operations (the GPU's path): see the module docs.

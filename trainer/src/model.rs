@@ -124,7 +124,7 @@ impl ConvBlock {
     /// # Shapes
     /// `[b, in, h, w]` -> `[b, out, h' / p, w' / p]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        fused::conv_block(x, &self.conv, self.pool.as_ref()).unwrap_or_else(|x| self.composed(x))
+        fused::conv_block(&x, &self.conv, self.pool.as_ref()).unwrap_or_else(|| self.composed(x))
     }
 
     /// The same from burn's operations.

@@ -108,7 +108,7 @@ impl FusedBackend for Flex {
         let out = conv::forward(&shape, &values(&input), &values(&weight), &values(&bias), parallel);
         (
             flex(out.output, shape.output_dims()),
-            flex(out.activations, [shape.channels_out, shape.columns()]),
+            flex(out.activations, [shape.channels_out(), shape.columns()]),
             flex(out.patches, [shape.columns(), shape.patch_len()]),
         )
     }
@@ -133,7 +133,7 @@ impl FusedBackend for Flex {
             Some(input) => flex(input, shape.input_dims()),
             None => flex(Vec::new(), [0]),
         };
-        (input, flex(grads.weight, shape.weight_dims()), flex(grads.bias, [shape.channels_out]))
+        (input, flex(grads.weight, shape.weight_dims()), flex(grads.bias, [shape.channels_out()]))
     }
 
     fn circuit_expvals(angles: FlexTensor, weights: FlexTensor) -> FlexTensor {

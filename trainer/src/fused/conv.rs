@@ -23,13 +23,13 @@ pub struct ConvGeometry {
 /// Everything that fixes a block's sizes: the input, the weights and the geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockShape {
-    pub batch: usize,
-    pub channels_in: usize,
-    pub height: usize,
-    pub width: usize,
-    pub channels_out: usize,
-    pub kernel: usize,
-    pub geometry: ConvGeometry,
+    batch: usize,
+    channels_in: usize,
+    height: usize,
+    width: usize,
+    channels_out: usize,
+    kernel: usize,
+    geometry: ConvGeometry,
 }
 
 impl BlockShape {
@@ -39,7 +39,9 @@ impl BlockShape {
         let [channels_out, weight_channels, kernel, kernel_w] = weights;
         let fits = |side: usize| side + 2 * geometry.padding >= kernel;
         let shape = Self { batch, channels_in, height, width, channels_out, kernel, geometry };
-        let valid = weight_channels == channels_in
+        let valid = channels_in > 0
+            && channels_out > 0
+            && weight_channels == channels_in
             && kernel == kernel_w
             && kernel > 0
             && geometry.stride > 0
@@ -76,6 +78,9 @@ impl BlockShape {
     /// Output positions per image.
     fn positions(&self) -> usize {
         self.out_height() * self.out_width()
+    }
+    pub fn channels_out(&self) -> usize {
+        self.channels_out
     }
     /// Batch x output positions: the columns of the activations.
     pub fn columns(&self) -> usize {
@@ -121,11 +126,16 @@ pub struct Gradients {
 /// `parallel` spreads the matrix product over rayon's threads (for large inference batches;
 /// training already runs one batch part per thread).
 pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], parallel: bool) -> Forward {
+    let dims = |d: [usize; 4]| d.iter().product::<usize>();
+    assert!(
+        input.len() == dims(shape.input_dims())
+            && weight.len() == dims(shape.weight_dims())
+            && bias.len() == shape.channels_out,
+        "conv block: inputs do not match their shape"
+    );
     let (columns, patch_len, out) = (shape.columns(), shape.patch_len(), shape.channels_out);
     let patches = im2col(shape, input);
-    let mut activations = vec![0.0; out * columns];
-    matmul(
-        &mut activations,
+    let mut activations = matmul(
         Matrix { data: weight, rows: out, cols: patch_len, row_stride: patch_len, col_stride: 1 },
         Matrix { data: &patches, rows: patch_len, cols: columns, row_stride: columns, col_stride: 1 },
         parallel,
@@ -147,26 +157,29 @@ pub fn backward(
     input_grad: bool,
 ) -> Gradients {
     let (columns, patch_len, out) = (shape.columns(), shape.patch_len(), shape.channels_out);
+    assert!(
+        weight.len() == out * patch_len
+            && activations.len() == out * columns
+            && patches.len() == patch_len * columns
+            && grad_output.len() == shape.output_dims().iter().product::<usize>(),
+        "conv block: backward inputs do not match their shape"
+    );
     let dz = unpool(shape, activations, grad_output); // [out, columns]
-    let bias = dz.chunks_exact(columns).map(|row| row.iter().sum()).collect();
-    let mut grad_weight = vec![0.0; out * patch_len];
-    matmul(
-        &mut grad_weight,
+    let bias = dz.chunks_exact(columns).map(sum).collect();
+    let weight_grad = matmul(
         Matrix { data: &dz, rows: out, cols: columns, row_stride: columns, col_stride: 1 },
         Matrix { data: patches, rows: columns, cols: patch_len, row_stride: 1, col_stride: columns },
         false,
     );
     let input = input_grad.then(|| {
-        let mut grad_patches = vec![0.0; patch_len * columns];
-        matmul(
-            &mut grad_patches,
+        let grad_patches = matmul(
             Matrix { data: weight, rows: patch_len, cols: out, row_stride: 1, col_stride: patch_len },
             Matrix { data: &dz, rows: out, cols: columns, row_stride: columns, col_stride: 1 },
             false,
         );
         col2im(shape, &grad_patches)
     });
-    Gradients { input, weight: grad_weight, bias }
+    Gradients { input, weight: weight_grad, bias }
 }
 
 /// Row `(c, ky, kx)` of the patch matrix holds, for every output position, the input value
@@ -193,7 +206,11 @@ fn col2im(shape: &BlockShape, grad_patches: &[f32]) -> Vec<f32> {
     let stride = shape.geometry.stride;
     for_each_kernel_row(shape, |padded_row, patch_row| {
         let (src, dst) = (&grad_patches[patch_row], &mut padded[padded_row..]);
-        dst.iter_mut().step_by(stride).zip(src).for_each(|(g, &p)| *g += p);
+        if stride == 1 {
+            dst.iter_mut().zip(src).for_each(|(g, &p)| *g += p);
+        } else {
+            dst.iter_mut().step_by(stride).zip(src).for_each(|(g, &p)| *g += p);
+        }
     });
     crop(shape, &padded)
 }
@@ -312,6 +329,17 @@ fn window_winner(shape: &BlockShape, image: &[f32], py: usize, px: usize) -> usi
     best
 }
 
+/// The sum of `values` in eight interleaved lanes (so it vectorises), in a fixed order.
+fn sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(l, &v)| *l += v);
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
 /// A strided view of a row-major buffer.
 struct Matrix<'a> {
     data: &'a [f32],
@@ -330,30 +358,32 @@ impl Matrix<'_> {
     }
 }
 
-/// `dst [lhs.rows, rhs.cols] (row-major) = lhs x rhs`, by the `gemm` crate (runtime-selected
-/// SIMD kernels).
-fn matmul(dst: &mut [f32], lhs: Matrix, rhs: Matrix, parallel: bool) {
+/// Multiply-adds from which [`matmul`] spreads a product over the threads when asked to.
+const PARALLEL_MULTIPLY_ADDS: usize = 1 << 24;
+
+/// `lhs x rhs` as a row-major `[lhs.rows, rhs.cols]` matrix, by the `gemm` crate
+/// (runtime-selected SIMD kernels).
+fn matmul(lhs: Matrix, rhs: Matrix, parallel: bool) -> Vec<f32> {
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-    assert!(
-        rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds(),
-        "matmul: inconsistent shapes"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
+    assert!(rhs.rows == k && lhs.in_bounds() && rhs.in_bounds(), "matmul: inconsistent shapes");
+    // Splitting pays only for products far larger than a training step's.
+    let large = m * n * k >= PARALLEL_MULTIPLY_ADDS;
     let parallelism =
-        if parallel { Parallelism::Rayon(rayon::current_num_threads()) } else { Parallelism::None };
+        if parallel && large { Parallelism::Rayon(rayon::current_num_threads()) } else { Parallelism::None };
     let stride = |s: usize| s as isize;
-    // SAFETY: `dst` holds exactly m x n elements addressed with row stride n and column stride
-    // 1; `in_bounds` checked that every element of lhs (m x k) and rhs (k x n) addressed by
-    // their strides lies inside their slices; `dst` is a unique borrow, so nothing aliases it.
+    let mut product = Vec::with_capacity(m * n);
+    // SAFETY: the destination is the vector's m x n reserved elements, addressed with row
+    // stride n and column stride 1; `in_bounds` checked that every element of lhs (m x k) and
+    // rhs (k x n) that their strides address lies inside their slices; nothing else refers to
+    // the new buffer. With `read_dst` false and `alpha` zero, gemm writes every destination
+    // element (zeros when k is 0) without reading it, so all m x n are initialised for `set_len`.
     #[allow(unsafe_code)]
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            product.as_mut_ptr(),
             1,
             stride(n),
             false,
@@ -370,7 +400,9 @@ fn matmul(dst: &mut [f32], lhs: Matrix, rhs: Matrix, parallel: bool) {
             false,
             parallelism,
         );
+        product.set_len(m * n);
     }
+    product
 }
 
 #[cfg(test)]

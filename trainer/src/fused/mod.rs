@@ -10,7 +10,7 @@
 //! Composed from burn's operations, one training step of the default hybrid is about a hundred
 //! small kernels and their autodiff nodes; fused, it is a handful (`benches/epoch.rs` measures
 //! both). They run on burn's CPU backend (flex), with or without autodiff; elsewhere (wgpu) the
-//! model uses burn's operations, and each function here gives its input back.
+//! model composes burn's operations (each function here returns `None` there).
 
 pub mod conv;
 pub mod quantum;
@@ -62,45 +62,43 @@ fn geometry(conv: &Conv2d, pool: Option<&MaxPool2d>) -> Option<ConvGeometry> {
     plain.then_some(ConvGeometry { stride, padding, pool })
 }
 
-/// `pool(relu(conv(input)))` as one operation, or `Err(input)` when it cannot run here (see
+/// `pool(relu(conv(input)))` as one operation, or `None` when it cannot run here (see
 /// [`runs_on`]) or on this block (see the module docs); the caller then composes burn's ops.
 ///
 /// # Shapes
 /// input `[b, in, h, w]` -> `[b, out, h', w']`
-pub fn conv_block(input: Tensor<4>, conv: &Conv2d, pool: Option<&MaxPool2d>) -> Result<Tensor<4>, Tensor<4>> {
+pub fn conv_block(input: &Tensor<4>, conv: &Conv2d, pool: Option<&MaxPool2d>) -> Option<Tensor<4>> {
     let shape = geometry(conv, pool)
         .filter(|_| runs_on(&input.device()))
         .and_then(|geometry| BlockShape::new(input.dims(), conv.weight.dims(), geometry));
-    let (Some(shape), Some(bias)) = (shape, &conv.bias) else {
-        return Err(input);
-    };
+    let (shape, bias) = (shape?, conv.bias.as_ref()?);
     #[cfg(feature = "flex")]
-    return Ok(backend::conv_block(input, conv.weight.val(), bias.val(), shape));
+    return Some(backend::conv_block(input.clone(), conv.weight.val(), bias.val(), shape));
     #[cfg(not(feature = "flex"))]
     {
         let _ = (shape, bias);
-        Err(input)
+        None
     }
 }
 
 /// The circuit's `<Z_0..3>` for `angles [b, 4]` and `weights [layers, 4, 3]` (PennyLane's
-/// default CNOT ranges), or `Err(angles)` when it cannot run here.
+/// default CNOT ranges), or `None` when it cannot run here.
 ///
 /// # Shapes
 /// angles `[b, 4]` -> `[b, 4]`
-pub fn circuit(angles: Tensor<2>, weights: Tensor<3>) -> Result<Tensor<2>, Tensor<2>> {
+pub fn circuit(angles: &Tensor<2>, weights: Tensor<3>) -> Option<Tensor<2>> {
     let [_, wires] = angles.dims();
     let [layers, weight_wires, angles_per_gate] = weights.dims();
     let shaped = wires == shared::quantum::WIRES && weight_wires == wires && angles_per_gate == 3;
     if !shaped || quantum::ansatz(layers).is_none() || !runs_on(&angles.device()) {
-        return Err(angles);
+        return None;
     }
     #[cfg(feature = "flex")]
-    return Ok(backend::circuit(angles, weights));
+    return Some(backend::circuit(angles.clone(), weights));
     #[cfg(not(feature = "flex"))]
     {
         let _ = weights;
-        Err(angles)
+        None
     }
 }
 
@@ -147,7 +145,7 @@ mod tests {
             let pool = (pool > 1).then(|| MaxPool2dConfig::new([pool; 2]).init());
             let block = ConvBlock { conv, pool };
             let x = Tensor::<4>::random(input, Distribution::Normal(0.0, 1.0), &device).require_grad();
-            let fused = conv_block(x.clone(), &block.conv, block.pool.as_ref()).ok().expect("runs on flex");
+            let fused = conv_block(&x, &block.conv, block.pool.as_ref()).expect("runs on flex");
             let composed = block.composed(x.clone());
             let coeffs = Tensor::<4>::random(fused.dims(), Distribution::Normal(0.0, 1.0), &device);
             let run = |y: Tensor<4>| {
@@ -170,20 +168,19 @@ mod tests {
     }
 
     #[test]
-    fn conv_block_without_autodiff_equals_burns_and_gives_back_what_it_cannot_run() {
+    fn conv_block_without_autodiff_equals_burns_and_declines_what_it_cannot_run() {
         let device = Device::flex();
         let conv = Conv2dConfig::new([2, 4], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&device);
         let block = ConvBlock { conv, pool: Some(MaxPool2dConfig::new([2, 2]).init()) };
         let x = Tensor::<4>::random([5, 2, 10, 10], Distribution::Normal(0.0, 1.0), &device);
-        let fused = conv_block(x.clone(), &block.conv, block.pool.as_ref()).ok().unwrap();
+        let fused = conv_block(&x, &block.conv, block.pool.as_ref()).expect("runs on flex");
         assert_close("inference output", &vec(fused), &vec(block.composed(x.clone())), 1e-5);
 
-        // A pool that overlaps (stride 1) is not the fused block's: the input comes back.
+        // A pool that overlaps (stride 1) is not the fused block's: the caller composes burn's.
         let overlapping = MaxPool2dConfig::new([2, 2]).with_strides([1, 1]).init();
-        let back = conv_block(x.clone(), &block.conv, Some(&overlapping)).err().expect("not fused");
-        assert_eq!(vec(back), vec(x));
+        assert!(conv_block(&x, &block.conv, Some(&overlapping)).is_none());
     }
 
     #[test]
@@ -197,13 +194,13 @@ mod tests {
             let grads = (y.clone() * coeffs.clone()).sum().backward();
             (vec(y), vec(angles.grad(&grads).unwrap()), vec(circuit.weights.val().grad(&grads).unwrap()))
         };
-        let fused = run(super::circuit(angles.clone(), circuit.weights.val()).ok().expect("runs on flex"));
+        let fused = run(super::circuit(&angles, circuit.weights.val()).expect("runs on flex"));
         let composed = run(circuit.composed(angles.clone()));
         assert_close("expectation values", &fused.0, &composed.0, 1e-5);
         assert_close("angle gradient", &fused.1, &composed.1, 1e-4);
         assert_close("weight gradient", &fused.2, &composed.2, 1e-4);
         // More layers than the simulator takes: the tensor form runs instead.
         let deep = Tensor::<3>::zeros([shared::quantum::MAX_LAYERS + 1, 4, 3], &device);
-        assert!(super::circuit(angles, deep).is_err());
+        assert!(super::circuit(&angles, deep).is_none());
     }
 }
