@@ -8,8 +8,8 @@
 //!   [`crate::circuit::Circuit`]'s tensor form.
 //!
 //! Composed from burn's operations, one training step of the default hybrid is about a hundred
-//! small kernels and their autodiff nodes; fused, it is a handful (`benches/epoch.rs` measures
-//! both). They run on burn's CPU backend (flex), with or without autodiff; elsewhere (wgpu) the
+//! small kernels and their autodiff nodes; fused, it is a handful (`benches/epoch.rs` times the
+//! step, `docs/training-speed.md` compares). They run on burn's CPU backend (flex), with or without autodiff; elsewhere (wgpu) the
 //! model composes burn's operations (each function here returns `None` there).
 
 pub mod conv;
