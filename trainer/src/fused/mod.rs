@@ -37,8 +37,7 @@ pub fn runs_on(device: &Device) -> bool {
 }
 
 /// The geometry of `conv` followed by `pool`, when the fused block can run it: square
-/// kernel, stride and padding, no dilation or groups, a bias, and a pool whose stride is its
-/// window.
+/// kernel, stride and padding, no dilation or groups, and a pool whose stride is its window.
 fn geometry(conv: &Conv2d, pool: Option<&MaxPool2d>) -> Option<ConvGeometry> {
     let [stride, stride_w] = conv.stride;
     let padding = match conv.padding {
@@ -58,12 +57,13 @@ fn geometry(conv: &Conv2d, pool: Option<&MaxPool2d>) -> Option<ConvGeometry> {
             plain.then_some(window)?
         }
     };
-    let plain = stride == stride_w && conv.dilation == [1, 1] && conv.groups == 1 && conv.bias.is_some();
+    let plain = stride == stride_w && conv.dilation == [1, 1] && conv.groups == 1;
     plain.then_some(ConvGeometry { stride, padding, pool })
 }
 
 /// `pool(relu(conv(input)))` as one operation, or `None` when it cannot run here (see
-/// [`runs_on`]) or on this block (see the module docs); the caller then composes burn's ops.
+/// [`runs_on`]) or on this block (its geometry, or a convolution without bias); the caller
+/// then composes burn's ops.
 ///
 /// # Shapes
 /// input `[b, in, h, w]` -> `[b, out, h', w']`
