@@ -22,3 +22,11 @@ pub mod network;
 pub mod plot;
 pub mod report;
 pub mod training;
+
+/// Every binary built on this crate (the trainer, its bench, the tests) allocates through
+/// mimalloc on Linux: a training step frees and reallocates the same large buffers, which
+/// glibc returns to the system and faults in again every step (15 to 20 % of a step here;
+/// docs/training-speed.md). Elsewhere the system allocator.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -20,7 +20,7 @@ use trainer::model::ModelConfig;
 use trainer::network::{trainable_params, NetworkConfig};
 use trainer::plot;
 use trainer::report;
-use trainer::training::{self, TrainingConfig, TrainingSetup};
+use trainer::training::{self, LearningRateSchedule, TrainingConfig, TrainingSetup};
 
 /// Train the hybrid CNN + 4-qubit classifier on Medical MNIST, predict, export to models/.
 #[derive(Parser)]
@@ -69,8 +69,13 @@ struct TrainArgs {
     epochs: Option<usize>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Learning rate of the first step.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    /// How the learning rate moves: `cosine` decays it to zero over the run, `constant` keeps
+    /// it (the paper's recipe).
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
+    lr_schedule: ScheduleArg,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Worker threads [default: all cores]. The same seed and thread count give the same model.
@@ -225,6 +230,21 @@ impl ModelArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ScheduleArg {
+    Cosine,
+    Constant,
+}
+
+impl From<ScheduleArg> for LearningRateSchedule {
+    fn from(arg: ScheduleArg) -> Self {
+        match arg {
+            ScheduleArg::Cosine => Self::Cosine,
+            ScheduleArg::Constant => Self::Constant,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum DeviceArg {
     /// The CPU backend compiled in: flex (default feature) or ndarray.
     Cpu,
@@ -329,6 +349,7 @@ fn train(args: TrainArgs) -> Result<()> {
             .with_epochs(args.epochs.unwrap_or(10))
             .with_batch_size(args.batch_size)
             .with_learning_rate(args.lr)
+            .with_schedule(args.lr_schedule.into())
             .with_seed(args.seed)
     };
     config.save(&config_path).with_context(|| format!("writing {}", config_path.display()))?;

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::config::Config;
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, OptimizerRecord};
@@ -21,6 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Images, SplitMix64};
+use crate::fused;
 use crate::network::{Classifier, Network, NetworkConfig};
 
 /// Errors of training, checkpointing and evaluation.
@@ -36,6 +39,8 @@ pub enum TrainingError {
     NoTrainingImages,
     #[error("batch size must be at least 1")]
     ZeroBatch,
+    #[error("learning rate: {0}")]
+    LearningRate(String),
 }
 
 /// Everything that defines a training run; saved as `config.json` in the run folder.
@@ -46,10 +51,39 @@ pub struct TrainingConfig {
     pub epochs: usize,
     #[config(default = 32)]
     pub batch_size: usize,
+    /// The rate of the first step.
     #[config(default = 1e-3)]
     pub learning_rate: f64,
+    #[config(default = "LearningRateSchedule::Cosine")]
+    pub schedule: LearningRateSchedule,
     #[config(default = 0)]
     pub seed: u64,
+}
+
+/// How the learning rate moves over a run's steps.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum LearningRateSchedule {
+    /// The same rate at every step (the paper's recipe).
+    Constant,
+    /// From the rate down to zero along half a cosine over all the run's steps (burn's cosine
+    /// annealing). The last epochs take small steps, so the trained model settles instead of
+    /// being wherever a constant rate's noisy path happens to be when the run stops.
+    Cosine,
+}
+
+impl LearningRateSchedule {
+    /// The scheduler for a run of `steps` optimizer steps starting at `rate`.
+    ///
+    /// # Errors
+    /// [`TrainingError::LearningRate`] for a rate outside (0, 1] or no steps.
+    pub fn init(self, rate: f64, steps: usize) -> Result<ModuleLrScheduler, TrainingError> {
+        match self {
+            Self::Constant => Ok(rate.into()),
+            Self::Cosine => CosineAnnealingLrSchedulerConfig::new(rate, steps.max(1))
+                .init()
+                .map_err(TrainingError::LearningRate),
+        }
+    }
 }
 
 /// One epoch's figures.
@@ -114,6 +148,10 @@ pub fn train(
         }
     }
     let replicas = if config.model.splits_exactly() { setup.replicas } else { 1 };
+    let steps_per_epoch = setup.train.len().div_ceil(config.batch_size);
+    let mut learning_rate = config.schedule.init(config.learning_rate, steps_per_epoch * config.epochs)?;
+    // A resumed run continues the schedule where it stopped.
+    (0..epochs.len() * steps_per_epoch).for_each(|_| drop(learning_rate.step()));
     for epoch in epochs.len() + 1..=config.epochs {
         let mut order = setup.train.to_vec();
         SplitMix64::new(config.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).shuffle(&mut order);
@@ -122,7 +160,7 @@ pub fn train(
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for indices in order.chunks(config.batch_size) {
             let step = batch_gradients(&model, setup.images, indices, replicas, device);
-            model = optimizer.step(config.learning_rate, model, step.grads);
+            model = optimizer.step(learning_rate.step(), model, step.grads);
             correct += step.correct;
             loss_sum += step.loss * indices.len() as f64;
             bar.inc(indices.len() as u64);
@@ -242,24 +280,30 @@ fn count_correct(logits: Tensor<2>, labels: &[u8], indices: &[usize]) -> usize {
 /// Images per forward pass when only predicting (no gradients, so larger batches pay off).
 const PREDICT_BATCH: usize = 512;
 
-/// Class probabilities for the images `indices`, row-major `[n, classes]`.
-pub fn predict_probabilities<M: Classifier>(
+/// Class probabilities for the images `indices`, row-major `[n, classes]`. On the CPU the
+/// chunks of [`PREDICT_BATCH`] images run on all threads at once, each whole on one thread (a
+/// chunk's own operations keep a second core only partly busy); on a GPU one after another.
+pub fn predict_probabilities<M: Classifier + Sync>(
     model: &M,
     images: &Images,
     indices: &[usize],
     device: &Device,
 ) -> Vec<f32> {
-    let mut out = Vec::new();
-    for chunk in indices.chunks(PREDICT_BATCH) {
+    let probabilities = |chunk: &[usize]| {
         let batch = data::images_tensor(chunk.iter().map(|&i| images.image(i)), device);
         let probs = softmax(model.logits(batch), 1).into_data().convert::<f32>();
-        out.extend_from_slice(probs.as_slice::<f32>().unwrap_or_default());
-    }
-    out
+        probs.as_slice::<f32>().unwrap_or_default().to_vec()
+    };
+    let chunks: Vec<Vec<f32>> = if fused::runs_on(device) {
+        indices.par_chunks(PREDICT_BATCH).map(probabilities).collect()
+    } else {
+        indices.chunks(PREDICT_BATCH).map(probabilities).collect()
+    };
+    chunks.concat()
 }
 
 /// The most probable class of each image `indices`.
-pub fn predict_classes<M: Classifier>(
+pub fn predict_classes<M: Classifier + Sync>(
     model: &M,
     images: &Images,
     indices: &[usize],
@@ -386,4 +430,30 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, Trainin
         fs::read_to_string(path).map_err(|source| TrainingError::Io { path: path.to_path_buf(), source })?;
     serde_json::from_str(&text)
         .map_err(|e| TrainingError::Json { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rates(schedule: LearningRateSchedule, steps: usize) -> Vec<f64> {
+        let mut scheduler = schedule.init(1e-3, steps).expect("valid schedule");
+        (0..steps).map(|_| scheduler.step().base()).collect()
+    }
+
+    #[test]
+    fn cosine_decays_from_the_rate_towards_zero_over_the_run() {
+        let cosine = rates(LearningRateSchedule::Cosine, 100);
+        assert_eq!(cosine[0], 1e-3);
+        assert!((cosine[50] - 5e-4).abs() < 1e-12, "half way: {}", cosine[50]);
+        assert!(cosine[99] < 1e-6, "last step: {}", cosine[99]);
+        assert!(cosine.windows(2).all(|w| w[1] < w[0]));
+        assert!(rates(LearningRateSchedule::Constant, 100).iter().all(|&r| r == 1e-3));
+    }
+
+    #[test]
+    fn impossible_rates_are_refused() {
+        assert!(matches!(LearningRateSchedule::Cosine.init(0.0, 10), Err(TrainingError::LearningRate(_))));
+        assert!(LearningRateSchedule::Cosine.init(2.0, 10).is_err());
+    }
 }

@@ -5,8 +5,8 @@
 //! `[patch, columns]` matrix (`columns` = batch x output positions), so the convolution is
 //! `weights [out, patch] x patches`, the weight gradient `dz [out, columns] x patches^T` and
 //! the input gradient `weights^T x dz`, folded back onto the image. Patches and activations
-//! keep the output positions innermost, so the copies between layouts run along rows. The max-pool's winners are
-//! found again from the kept activations instead of storing indices.
+//! keep the output positions innermost, so the copies between layouts run along rows. The
+//! max-pool's winners are found again from the kept activations instead of storing indices.
 
 use gemm::Parallelism;
 
@@ -164,8 +164,7 @@ pub fn backward(
             && grad_output.len() == shape.output_dims().iter().product::<usize>(),
         "conv block: backward inputs do not match their shape"
     );
-    let dz = unpool(shape, activations, grad_output); // [out, columns]
-    let bias = dz.chunks_exact(columns).map(sum).collect();
+    let (dz, bias) = unpool(shape, activations, grad_output); // [out, columns], [out]
     let weight_grad = matmul(
         Matrix { data: &dz, rows: out, cols: columns, row_stride: columns, col_stride: 1 },
         Matrix { data: patches, rows: columns, cols: patch_len, row_stride: 1, col_stride: columns },
@@ -264,19 +263,30 @@ fn for_each_kernel_row(shape: &BlockShape, mut f: impl FnMut(usize, std::ops::Ra
 }
 
 /// `[out, columns]` activations -> `[batch, out, pooled h, pooled w]`: the largest of each
-/// window, the first in row-major order on ties (as burn's max-pool).
+/// window.
 fn pool(shape: &BlockShape, activations: &[f32]) -> Vec<f32> {
     let [batch, out, ph, pw] = shape.output_dims();
+    let (p, out_w) = (shape.geometry.pool, shape.out_width());
     let mut output = vec![0.0; batch * out * ph * pw];
-    for (o, row) in activations.chunks_exact(shape.columns()).enumerate() {
-        for b in 0..batch {
-            let image = &row[b * shape.positions()..][..shape.positions()];
-            let dst = &mut output[(b * out + o) * ph * pw..][..ph * pw];
-            if shape.geometry.pool == 1 {
-                dst.copy_from_slice(image);
-            } else {
-                for (i, d) in dst.iter_mut().enumerate() {
-                    *d = image[window_winner(shape, image, i / pw, i % pw)];
+    let mut pooled = output.chunks_exact_mut(pw);
+    for b in 0..batch {
+        for o in 0..out {
+            let image = image_of(shape, activations, b, o);
+            for (py, maxima) in (0..ph).zip(&mut pooled) {
+                let rows = |dy: usize| &image[(py * p + dy) * out_w..][..pw * p];
+                match p {
+                    1 => maxima.copy_from_slice(rows(0)),
+                    2 => {
+                        let windows = rows(0).chunks_exact(2).zip(rows(1).chunks_exact(2));
+                        for (m, (top, bottom)) in maxima.iter_mut().zip(windows) {
+                            *m = top[0].max(top[1]).max(bottom[0].max(bottom[1]));
+                        }
+                    }
+                    _ => {
+                        for (px, m) in maxima.iter_mut().enumerate() {
+                            *m = image[window_winner(shape, image, py, px)];
+                        }
+                    }
                 }
             }
         }
@@ -284,42 +294,77 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> Vec<f32> {
     output
 }
 
-/// The gradient at the pool's winners where the ReLU was active, zero elsewhere: `[out, columns]`.
-fn unpool(shape: &BlockShape, activations: &[f32], grad_output: &[f32]) -> Vec<f32> {
-    let [batch, out, ph, pw] = shape.output_dims();
-    let (columns, positions) = (shape.columns(), shape.positions());
-    let mut dz = vec![0.0; out * columns];
-    for (o, (row, dz_row)) in activations.chunks_exact(columns).zip(dz.chunks_exact_mut(columns)).enumerate()
-    {
-        for b in 0..batch {
-            let image = &row[b * positions..][..positions];
-            let dz_image = &mut dz_row[b * positions..][..positions];
+/// The gradient at the pool's winners where the ReLU was active, zero elsewhere
+/// (`[out, columns]`), and its sum per output channel (the bias gradient). A window's winner
+/// is its first largest activation in row-major order, as in burn's max-pool.
+fn unpool(shape: &BlockShape, activations: &[f32], grad_output: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let [_, out, ph, pw] = shape.output_dims();
+    let (p, out_w) = (shape.geometry.pool, shape.out_width());
+    let mut dz = vec![0.0; activations.len()];
+    let mut bias = vec![0.0; out];
+    for b in 0..shape.batch {
+        for (o, bias) in bias.iter_mut().enumerate() {
+            let image = image_of(shape, activations, b, o);
+            let start = o * shape.columns() + b * shape.positions();
+            let dz_image = &mut dz[start..][..shape.positions()];
             let grad = &grad_output[(b * out + o) * ph * pw..][..ph * pw];
-            if shape.geometry.pool == 1 {
-                for ((d, &a), &g) in dz_image.iter_mut().zip(image).zip(grad) {
-                    *d = if a > 0.0 { g } else { 0.0 };
-                }
-            } else {
-                for (i, &g) in grad.iter().enumerate() {
-                    let winner = window_winner(shape, image, i / pw, i % pw);
-                    if image[winner] > 0.0 {
-                        dz_image[winner] = g;
+            for (py, grad) in grad.chunks_exact(pw).enumerate() {
+                let top = py * p * out_w;
+                match p {
+                    1 => {
+                        let dz_row = &mut dz_image[top..][..pw];
+                        for ((d, &a), &g) in dz_row.iter_mut().zip(&image[top..]).zip(grad) {
+                            *d = if a > 0.0 { g } else { 0.0 };
+                        }
+                        *bias += sum(dz_row);
+                    }
+                    2 => {
+                        // Selects, not branches: which activation wins is data, and a
+                        // mispredicted branch costs more than the whole window.
+                        let (upper, lower) = dz_image[top..][..2 * out_w].split_at_mut(out_w);
+                        let dz_windows = upper.chunks_exact_mut(2).zip(lower.chunks_exact_mut(2));
+                        let windows = image[top..].chunks_exact(2).zip(image[top + out_w..].chunks_exact(2));
+                        for (((a, c), (dz_a, dz_c)), &g) in windows.zip(dz_windows).zip(grad) {
+                            // The window is [a0 a1; c0 c1].
+                            let largest = a[0].max(a[1]).max(c[0].max(c[1]));
+                            let g = if largest > 0.0 { g } else { 0.0 };
+                            let w0 = a[0] == largest;
+                            let w1 = !w0 & (a[1] == largest);
+                            let w2 = !(w0 | w1) & (c[0] == largest);
+                            let w3 = !(w0 | w1 | w2);
+                            let pick = |wins: bool| if wins { g } else { 0.0 };
+                            (dz_a[0], dz_a[1], dz_c[0], dz_c[1]) = (pick(w0), pick(w1), pick(w2), pick(w3));
+                            *bias += g;
+                        }
+                    }
+                    _ => {
+                        for (px, &g) in grad.iter().enumerate() {
+                            let winner = window_winner(shape, image, py, px);
+                            if image[winner] > 0.0 {
+                                dz_image[winner] = g;
+                                *bias += g;
+                            }
+                        }
                     }
                 }
             }
         }
     }
-    dz
+    (dz, bias)
+}
+
+/// Image `b`'s columns of output channel `o`.
+fn image_of<'a>(shape: &BlockShape, activations: &'a [f32], b: usize, o: usize) -> &'a [f32] {
+    &activations[o * shape.columns() + b * shape.positions()..][..shape.positions()]
 }
 
 /// Position (within one image's `[out h, out w]`) of the first largest activation of pool
-/// window `(py, px)`.
+/// window `(py, px)`: the general window; [`pool`] and [`unpool`] unroll the models' 2 x 2.
 fn window_winner(shape: &BlockShape, image: &[f32], py: usize, px: usize) -> usize {
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
     let first = py * p * out_w + px * p;
     let (mut best, mut largest) = (first, image[first]);
-    for dy in 0..p {
-        let row = first + dy * out_w;
+    for row in (first..).step_by(out_w).take(p) {
         for (position, &a) in (row..).zip(&image[row..row + p]) {
             if a > largest {
                 (best, largest) = (position, a);
@@ -459,6 +504,7 @@ mod tests {
             ([2, 8, 16, 16], [16, 8, 3, 3], 2, 1, 1),
             ([3, 16, 8, 8], [32, 16, 3, 3], 1, 1, 2),
             ([1, 2, 7, 9], [3, 2, 3, 3], 1, 0, 2),
+            ([2, 3, 5, 6], [4, 3, 3, 3], 1, 1, 1),
         ] {
             let shape = BlockShape::new(input, weights, ConvGeometry { stride, padding, pool }).unwrap();
             let x = values(input.iter().product(), 1);
