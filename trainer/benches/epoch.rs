@@ -1,17 +1,19 @@
 //! Where a training epoch's time goes, per encoder design: batching, forward, backward and
 //! optimizer of one whole batch on one model copy (on the CPU the fused blocks and circuit of
 //! `trainer::fused` run it on the calling thread, burn's other operations spread it over the
-//! threads), then the
-//! trainer's own step (`training::batch_gradients`, the batch split across one model copy per
-//! thread), the epoch time it gives and the floating-point rate it reaches (to set against the
-//! cores' peak); the circuit alone last. The paper's ResNet-18 and VGG-16 run whole batches
-//! (batch norm, dropout), so their trainer step is the whole-batch step, timed over fewer steps.
+//! threads), then the trainer's own step (`training::batch_gradients`, the batch split across
+//! one model copy per thread), the epoch time it gives and the floating-point rate it reaches
+//! (to set against the cores' peak); then each fused convolution block alone, and the circuit
+//! alone. The paper's ResNet-18 and VGG-16 run whole batches (batch norm, dropout), so their
+//! trainer step is the whole-batch step, timed over fewer steps.
 //! Prints a table; `cargo bench -p trainer --bench epoch`.
 //!
 //! Uses synthetic images (timings do not depend on pixel values), so it runs without the data
 //! set. `BENCH_THREADS` fixes the rayon pool size (default: all cores); `BENCH_FILTER` keeps
 //! the designs whose name contains it or one of its comma-separated parts (`hybrid,cnn`);
-//! `BENCH_BATCH` changes the batch size (default 32).
+//! `BENCH_BATCH` changes the batch size (default 32); `BENCH_SECONDS` the least time the
+//! trainer step is timed over (default 3, as `race.py` times torch: on a shared machine a
+//! fraction of a second catches one burst of someone else's load).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ use burn::tensor::{Device, Tensor};
 use trainer::baselines::{ResNet18Config, Vgg16Config};
 use trainer::circuit::Circuit;
 use trainer::data::{self, Images, IMAGE_PIXELS};
+use trainer::fused::conv::{self, BlockShape, ConvGeometry};
 use trainer::model::{ConvBlockConfig, ModelConfig, ModelKind};
 use trainer::network::{trainable_params, Classifier, NetworkConfig};
 use trainer::training;
@@ -42,9 +45,11 @@ fn main() {
     let device = Device::flex().autodiff();
     let images = synthetic_images(batch_size * 8);
     let threads = rayon::current_num_threads();
+    let least = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     println!(
         "threads {threads}, batch {batch_size}, {STEPS} steps after {WARMUP} warm-up ({LARGE_STEPS} after \
-         {LARGE_WARMUP} over a million parameters)"
+         {LARGE_WARMUP} over a million parameters); trainer step: the mean over at least {STEPS} steps and \
+         {least:.1} s"
     );
     println!(
         "{:<38} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12} {:>9} {:>8}",
@@ -55,7 +60,7 @@ fn main() {
     for (name, config) in designs().into_iter().filter(|(name, _)| wanted(name)) {
         let timing = time_phases(&config, &images, batch_size, &device);
         let step = if config.splits_exactly() {
-            time_trainer_steps(&config, &images, batch_size, threads, &device)
+            time_trainer_steps(&config, &images, batch_size, threads, Duration::from_secs_f64(least), &device)
         } else {
             timing.step() // the trainer runs the whole batch on one copy, as timed
         };
@@ -71,6 +76,16 @@ fn main() {
             step.as_secs_f64() * (EPOCH_IMAGES as f64 / batch_size as f64),
             step_flops(&config) * batch_size as f64 / step.as_secs_f64() / 1e9
         );
+    }
+    let share = batch_size.div_ceil(threads);
+    for (name, config) in designs().into_iter().filter(|(name, _)| wanted(name)) {
+        if let NetworkConfig::Compact(config) = config {
+            let blocks = time_blocks(&config, share).into_iter().map(|(forward, backward)| {
+                format!("{:.0} + {:.0}", forward.as_secs_f64() * 1e6, backward.as_secs_f64() * 1e6)
+            });
+            let blocks = blocks.collect::<Vec<_>>().join(", ");
+            println!("{name}: fused blocks alone, {share} images, forward + backward µs: {blocks}");
+        }
     }
     let circuit = time_circuit(batch_size, &device);
     println!("circuit alone (4 layers, batch {batch_size}), forward + backward: {:.3} ms", ms(circuit));
@@ -282,29 +297,63 @@ fn time_phases(config: &NetworkConfig, images: &Images, batch_size: usize, devic
     }
 }
 
-/// The trainer's step: `batch_gradients` with one replica per thread, then Adam.
+/// The trainer's step: `batch_gradients` with one replica per thread, then Adam; the mean over
+/// at least [`STEPS`] steps and `least`.
 fn time_trainer_steps(
     config: &NetworkConfig,
     images: &Images,
     batch_size: usize,
     replicas: usize,
+    least: Duration,
     device: &Device,
 ) -> Duration {
     let mut model = config.init(device);
     let mut optimizer = AdamConfig::new().init();
     let indices: Vec<usize> = (0..images.len()).collect();
-    let mut elapsed = Duration::ZERO;
-    for step in 0..WARMUP + STEPS {
+    let (mut elapsed, mut timed) = (Duration::ZERO, 0u32);
+    for step in 0.. {
         let chunk = &indices[(step * batch_size) % images.len()..][..batch_size];
         let start = Instant::now();
         let gradients = training::batch_gradients(&model, images, chunk, replicas, device);
         model = optimizer.step(1e-3, model, gradients.grads);
         black_box(gradients.loss);
         if step >= WARMUP {
-            elapsed += start.elapsed();
+            (elapsed, timed) = (elapsed + start.elapsed(), timed + 1);
+        }
+        if timed as usize >= STEPS && elapsed >= least {
+            break;
         }
     }
-    elapsed / STEPS as u32
+    elapsed / timed
+}
+
+/// Forward and backward of each fused convolution block alone (`trainer::fused::conv`) on
+/// `images` images, on this thread: one replica's share of the trainer's step.
+fn time_blocks(config: &ModelConfig, images: usize) -> Vec<(Duration, Duration)> {
+    let (mut side, mut channels, mut times) = (64, 1, Vec::new());
+    let values = |n: usize| (0..n).map(|i| (i % 251) as f32 / 251.0 - 0.3).collect::<Vec<f32>>();
+    for (layer, block) in config.blocks.iter().enumerate() {
+        let geometry = ConvGeometry { stride: block.stride, padding: block.padding, pool: block.pool };
+        let weights = [block.channels_out, channels, block.kernel, block.kernel];
+        let Some(shape) = BlockShape::new([images, channels, side, side], weights, geometry) else {
+            break;
+        };
+        let (input, weight) = (values(shape.input_dims().iter().product()), values(weights.iter().product()));
+        let (bias, grad) = (values(block.channels_out), values(shape.output_dims().iter().product()));
+        let (mut forward, mut backward) = (Duration::ZERO, Duration::ZERO);
+        for run in 0..WARMUP + STEPS {
+            let start = Instant::now();
+            let out = conv::forward(&shape, &input, &weight, &bias, false);
+            let middle = Instant::now();
+            black_box(conv::backward(&shape, &weight, &out.activations, &out.patches, &grad, layer > 0));
+            if run >= WARMUP {
+                (forward, backward) = (forward + (middle - start), backward + middle.elapsed());
+            }
+        }
+        times.push((forward / STEPS as u32, backward / STEPS as u32));
+        (side, channels) = (shape.output_dims()[2], block.channels_out);
+    }
+    times
 }
 
 fn time_circuit(batch_size: usize, device: &Device) -> Duration {
