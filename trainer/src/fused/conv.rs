@@ -3,8 +3,8 @@
 //!
 //! The whole batch is one matrix product per pass: the input's patches (im2col) form a
 //! `[patch, columns]` matrix (`columns` = batch x output positions), so the convolution is
-//! `weights [out, patch] x patches`, the weight gradient `dz [out, columns] x patches^T` and
-//! the input gradient `weights^T x dz`, folded back onto the image. Patches and activations
+//! `weights [out, patch] x patches`, the weight gradient `dz [out, columns] x patches^T`
+//! (computed as its transpose) and the input gradient `weights^T x dz`, folded back onto the image. Patches and activations
 //! keep the output positions innermost, so the copies between layouts run along rows. The
 //! max-pool's winners are found again from the kept activations instead of storing indices.
 
@@ -165,11 +165,14 @@ pub fn backward(
         "conv block: backward inputs do not match their shape"
     );
     let (dz, bias) = unpool(shape, activations, grad_output); // [out, columns], [out]
-    let weight_grad = matmul(
-        Matrix { data: &dz, rows: out, cols: columns, row_stride: columns, col_stride: 1 },
-        Matrix { data: patches, rows: columns, cols: patch_len, row_stride: 1, col_stride: columns },
+                                                              // Computed transposed, patches x dz^T: gemm then packs dz ([out, columns]) where for
+                                                              // dz x patches^T it packs the patches, 4.5 times as many values, on every step.
+    let weight_grad_transposed = matmul(
+        Matrix { data: patches, rows: patch_len, cols: columns, row_stride: columns, col_stride: 1 },
+        Matrix { data: &dz, rows: columns, cols: out, row_stride: 1, col_stride: columns },
         false,
     );
+    let weight_grad = transpose(&weight_grad_transposed, patch_len, out);
     let input = input_grad.then(|| {
         let grad_patches = matmul(
             Matrix { data: weight, rows: patch_len, cols: out, row_stride: 1, col_stride: patch_len },
@@ -383,6 +386,11 @@ fn sum(values: &[f32]) -> f32 {
         lanes.iter_mut().zip(chunk).for_each(|(l, &v)| *l += v);
     }
     lanes.iter().sum::<f32>() + rest
+}
+
+/// The `[cols, rows]` transpose of a row-major `[rows, cols]` matrix.
+fn transpose(matrix: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols).flat_map(|c| (0..rows).map(move |r| matrix[r * cols + c])).collect()
 }
 
 /// A strided view of a row-major buffer.
