@@ -188,16 +188,26 @@ pub fn backward(
 /// that kernel entry covers (zero in the padding).
 fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
     let padded = pad(shape, input);
-    let mut patches = vec![0.0; shape.patch_len() * shape.columns()];
+    let len = shape.patch_len() * shape.columns();
+    let mut patches = Vec::with_capacity(len);
     let stride = shape.geometry.stride;
+    let spare = &mut patches.spare_capacity_mut()[..len];
     for_each_kernel_row(shape, |padded_row, patch_row| {
-        let (src, dst) = (&padded[padded_row..], &mut patches[patch_row]);
+        let (src, dst) = (&padded[padded_row..], &mut spare[patch_row]);
         if stride == 1 {
-            dst.copy_from_slice(&src[..dst.len()]);
+            dst.write_copy_of_slice(&src[..dst.len()]);
         } else {
-            dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(p, &x)| *p = x);
+            dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(p, &x)| {
+                p.write(x);
+            });
         }
     });
+    // SAFETY: `for_each_kernel_row` visits every patch row of every image's output rows, so
+    // the closure wrote all `len` values.
+    #[allow(unsafe_code)]
+    unsafe {
+        patches.set_len(len);
+    }
     patches
 }
 
@@ -271,25 +281,22 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> Vec<f32> {
     let [batch, out, ph, pw] = shape.output_dims();
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
     let mut output = vec![0.0; batch * out * ph * pw];
-    let mut pooled = output.chunks_exact_mut(pw);
-    for b in 0..batch {
-        for o in 0..out {
-            let image = image_of(shape, activations, b, o);
-            for (py, maxima) in (0..ph).zip(&mut pooled) {
-                let rows = |dy: usize| &image[(py * p + dy) * out_w..][..pw * p];
-                match p {
-                    1 => maxima.copy_from_slice(rows(0)),
-                    2 => {
-                        let windows = rows(0).chunks_exact(2).zip(rows(1).chunks_exact(2));
-                        for (m, (top, bottom)) in maxima.iter_mut().zip(windows) {
-                            *m = top[0].max(top[1]).max(bottom[0].max(bottom[1]));
-                        }
-                    }
-                    _ => {
-                        for (px, m) in maxima.iter_mut().enumerate() {
-                            *m = image[window_winner(shape, image, py, px)];
-                        }
-                    }
+    for (plane, maxima) in output.chunks_exact_mut(ph * pw).enumerate() {
+        let image = image_of(shape, activations, plane / out, plane % out);
+        if p == 1 {
+            maxima.copy_from_slice(image);
+            continue;
+        }
+        for (py, maxima) in maxima.chunks_exact_mut(pw).enumerate() {
+            let rows = |dy: usize| &image[(py * p + dy) * out_w..][..pw * p];
+            if p == 2 {
+                let windows = rows(0).chunks_exact(2).zip(rows(1).chunks_exact(2));
+                for (m, (top, bottom)) in maxima.iter_mut().zip(windows) {
+                    *m = top[0].max(top[1]).max(bottom[0].max(bottom[1]));
+                }
+            } else {
+                for (px, m) in maxima.iter_mut().enumerate() {
+                    *m = image[window_winner(shape, image, py, px)];
                 }
             }
         }
@@ -311,16 +318,17 @@ fn unpool(shape: &BlockShape, activations: &[f32], grad_output: &[f32]) -> (Vec<
             let start = o * shape.columns() + b * shape.positions();
             let dz_image = &mut dz[start..][..shape.positions()];
             let grad = &grad_output[(b * out + o) * ph * pw..][..ph * pw];
+            if p == 1 {
+                // No pool: the whole image at once, where the ReLU was active.
+                for ((d, &a), &g) in dz_image.iter_mut().zip(image).zip(grad) {
+                    *d = if a > 0.0 { g } else { 0.0 };
+                }
+                *bias += sum(dz_image);
+                continue;
+            }
             for (py, grad) in grad.chunks_exact(pw).enumerate() {
                 let top = py * p * out_w;
                 match p {
-                    1 => {
-                        let dz_row = &mut dz_image[top..][..pw];
-                        for ((d, &a), &g) in dz_row.iter_mut().zip(&image[top..]).zip(grad) {
-                            *d = if a > 0.0 { g } else { 0.0 };
-                        }
-                        *bias += sum(dz_row);
-                    }
                     2 => {
                         // Selects, not branches: which activation wins is data, and a
                         // mispredicted branch costs more than the whole window.
