@@ -36,6 +36,8 @@ const WARMUP: usize = 10;
 /// Steps and warm-up steps for networks of over a million parameters (seconds per step).
 const LARGE_STEPS: usize = 4;
 const LARGE_WARMUP: usize = 1;
+/// Runs of each fused block alone, of which the median is reported.
+const BLOCK_RUNS: usize = 1_000;
 
 fn main() {
     if let Some(threads) = std::env::var("BENCH_THREADS").ok().and_then(|t| t.parse().ok()) {
@@ -84,7 +86,7 @@ fn main() {
                 format!("{:.0} + {:.0}", forward.as_secs_f64() * 1e6, backward.as_secs_f64() * 1e6)
             });
             let blocks = blocks.collect::<Vec<_>>().join(", ");
-            println!("{name}: fused blocks alone, {share} images, forward + backward µs: {blocks}");
+            println!("{name}: fused blocks alone, {share} images, forward + backward µs (median of {BLOCK_RUNS}): {blocks}");
         }
     }
     let circuit = time_circuit(batch_size, &device);
@@ -340,20 +342,28 @@ fn time_blocks(config: &ModelConfig, images: usize) -> Vec<(Duration, Duration)>
         };
         let (input, weight) = (values(shape.input_dims().iter().product()), values(weights.iter().product()));
         let (bias, grad) = (values(block.channels_out), values(shape.output_dims().iter().product()));
-        let (mut forward, mut backward) = (Duration::ZERO, Duration::ZERO);
-        for run in 0..WARMUP + STEPS {
+        let (mut forward, mut backward) = (Vec::new(), Vec::new());
+        for run in 0..WARMUP + BLOCK_RUNS {
             let start = Instant::now();
             let out = conv::forward(&shape, &input, &weight, &bias, false);
             let middle = Instant::now();
             black_box(conv::backward(&shape, &weight, &out.activations, &out.patches, &grad, layer > 0));
             if run >= WARMUP {
-                (forward, backward) = (forward + (middle - start), backward + middle.elapsed());
+                forward.push(middle - start);
+                backward.push(middle.elapsed());
             }
         }
-        times.push((forward / STEPS as u32, backward / STEPS as u32));
+        times.push((median(forward), median(backward)));
         (side, channels) = (shape.output_dims()[2], block.channels_out);
     }
     times
+}
+
+/// The middle one of `times`: a block alone runs for about a tenth of a millisecond, so the
+/// median over many runs is steady where a mean takes in every burst of another machine's load.
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }
 
 fn time_circuit(batch_size: usize, device: &Device) -> Duration {
