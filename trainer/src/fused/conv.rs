@@ -194,7 +194,13 @@ fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
     let spare = &mut patches.spare_capacity_mut()[..len];
     for_each_kernel_row(shape, |padded_row, patch_row| {
         let (src, dst) = (&padded[padded_row..], &mut spare[patch_row]);
-        if stride == 1 {
+        if stride == 1 && dst.len() <= 16 {
+            // Rows of up to a cache line (the default hybrid's are 8 values): a loop, where a
+            // `memcpy` call per row costs more than the copy.
+            dst.iter_mut().zip(src).for_each(|(d, &s)| {
+                d.write(s);
+            });
+        } else if stride == 1 {
             dst.write_copy_of_slice(&src[..dst.len()]);
         } else {
             dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(p, &x)| {
