@@ -2,9 +2,10 @@
 //! optimizer of one whole batch on one model copy (on the CPU the fused blocks and circuit of
 //! `trainer::fused` run it on the calling thread, burn's other operations spread it over the
 //! threads), then the trainer's own step (`training::batch_gradients`, the batch split across
-//! one model copy per thread), the epoch time it gives and the floating-point rate it reaches
-//! (to set against the cores' peak); then each fused convolution block alone, and the circuit
-//! alone. The paper's ResNet-18 and VGG-16 run whole batches (batch norm, dropout), so their
+//! one model copy per thread), the epoch time it gives, the floating-point rate it reaches
+//! (to set against the cores' peak) and one thread's part of the batch stepped alone (what the
+//! trainer step would be if the threads did not slow each other); then each fused convolution
+//! block alone, and the circuit alone. The paper's ResNet-18 and VGG-16 run whole batches (batch norm, dropout), so their
 //! trainer step is the whole-batch step, timed over fewer steps.
 //! Prints a table; `cargo bench -p trainer --bench epoch`.
 //!
@@ -54,20 +55,39 @@ fn main() {
          {least:.1} s"
     );
     println!(
-        "{:<38} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12} {:>9} {:>8}",
-        "design", "params", "batch", "fwd", "bwd", "optim", "step", "trainer step", "s/epoch", "GFLOP/s"
+        "{:<38} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12} {:>9} {:>8} {:>10}",
+        "design",
+        "params",
+        "batch",
+        "fwd",
+        "bwd",
+        "optim",
+        "step",
+        "trainer step",
+        "s/epoch",
+        "GFLOP/s",
+        "part alone"
     );
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     let wanted = |name: &str| filter.split(',').any(|part| name.contains(part));
     for (name, config) in designs().into_iter().filter(|(name, _)| wanted(name)) {
         let timing = time_phases(&config, &images, batch_size, &device);
+        let least = Duration::from_secs_f64(least);
         let step = if config.splits_exactly() {
-            time_trainer_steps(&config, &images, batch_size, threads, Duration::from_secs_f64(least), &device)
+            time_trainer_steps(&config, &images, batch_size, threads, least, &device)
         } else {
             timing.step() // the trainer runs the whole batch on one copy, as timed
         };
+        // One thread's share of the batch through the same step on its own: what the trainer
+        // step would take if the threads' parts did not slow each other.
+        let part = if config.splits_exactly() && threads > 1 {
+            let share = batch_size.div_ceil(threads);
+            format!("{:.2}ms", ms(time_trainer_steps(&config, &images, share, 1, least, &device)))
+        } else {
+            "-".into()
+        };
         println!(
-            "{name:<38} {:>7} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>10.2}ms {:>9.1} {:>8.1}",
+            "{name:<38} {:>7} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>10.2}ms {:>9.1} {:>8.1} {part:>10}",
             timing.params,
             ms(timing.batch),
             ms(timing.forward),

@@ -175,7 +175,7 @@ def trainer_steps(threads, bench_binary):
     env = dict(os.environ, BENCH_THREADS=str(threads), BENCH_FILTER="hybrid")
     command = [bench_binary] if bench_binary else ["cargo", "bench", "-q", "-p", "trainer", "--bench", "epoch"]
     output = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
-    row = re.compile(r"^(?P<name>.+?)\s+\d+(\s+[\d.]+ms){5}\s+(?P<step>[\d.]+)ms(\s+[\d.]+){2}$")
+    row = re.compile(r"^(?P<name>.+?)\s+\d+(\s+[\d.]+ms){5}\s+(?P<step>[\d.]+)ms(\s+[\d.]+){2}\s+([\d.]+ms|-)$")
     steps = {m["name"]: float(m["step"]) / 1e3 for m in map(row.match, output.splitlines()) if m}
     return steps, output
 
