@@ -4,9 +4,10 @@
 //! The whole batch is one matrix product per pass: the input's patches (im2col) form a
 //! `[patch, columns]` matrix (`columns` = batch x output positions), so the convolution is
 //! `weights [out, patch] x patches`, the weight gradient `dz [out, columns] x patches^T`
-//! (computed as its transpose) and the input gradient `weights^T x dz`, folded back onto the image. Patches and activations
-//! keep the output positions innermost, so the copies between layouts run along rows. The
-//! max-pool's winners are found again from the kept activations instead of storing indices.
+//! (computed as its transpose) and the input gradient `weights^T x dz`, folded back onto the
+//! image. Patches and activations keep the output positions innermost, so the copies between
+//! layouts run along rows. The max-pool's winners are found again from the kept activations
+//! instead of storing indices.
 
 use gemm::Parallelism;
 
@@ -165,8 +166,9 @@ pub fn backward(
         "conv block: backward inputs do not match their shape"
     );
     let (dz, bias) = unpool(shape, activations, grad_output); // [out, columns], [out]
-                                                              // Computed transposed, patches x dz^T: gemm then packs dz ([out, columns]) where for
-                                                              // dz x patches^T it packs the patches, 4.5 times as many values, on every step.
+
+    // Computed transposed, patches x dz^T: gemm then packs dz ([out, columns]) where for
+    // dz x patches^T it packs the patches, 4.5 times as many values, on every step.
     let weight_grad_transposed = matmul(
         Matrix { data: patches, rows: patch_len, cols: columns, row_stride: columns, col_stride: 1 },
         Matrix { data: &dz, rows: columns, cols: out, row_stride: 1, col_stride: columns },
@@ -208,8 +210,9 @@ fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
             });
         }
     });
-    // SAFETY: `for_each_kernel_row` visits every patch row of every image's output rows, so
-    // the closure wrote all `len` values.
+    // SAFETY: `for_each_kernel_row` calls the closure once for each (patch row, image, output
+    // row) with a range of `out_w` values of its own: patch_len x batch x out_h x out_w = `len`
+    // values in disjoint ranges, so the closure wrote every one of them.
     #[allow(unsafe_code)]
     unsafe {
         patches.set_len(len);
