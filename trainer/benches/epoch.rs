@@ -5,8 +5,9 @@
 //! one model copy per thread), the epoch time it gives, the floating-point rate it reaches
 //! (to set against the cores' peak) and one thread's part of the batch stepped alone (what the
 //! trainer step would be if the threads did not slow each other); then each fused convolution
-//! block alone, and the circuit alone. The paper's ResNet-18 and VGG-16 run whole batches (batch norm, dropout), so their
-//! trainer step is the whole-batch step, timed over fewer steps.
+//! block alone, and the circuit alone. The paper's ResNet-18 and VGG-16 run whole batches
+//! (batch norm, dropout), so their trainer step is the whole-batch step, timed over fewer
+//! steps.
 //! Prints a table; `cargo bench -p trainer --bench epoch`.
 //!
 //! Uses synthetic images (timings do not depend on pixel values), so it runs without the data
@@ -70,9 +71,9 @@ fn main() {
     );
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     let wanted = |name: &str| filter.split(',').any(|part| name.contains(part));
+    let least = Duration::from_secs_f64(least);
     for (name, config) in designs().into_iter().filter(|(name, _)| wanted(name)) {
         let timing = time_phases(&config, &images, batch_size, &device);
-        let least = Duration::from_secs_f64(least);
         let step = if config.splits_exactly() {
             time_trainer_steps(&config, &images, batch_size, threads, least, &device)
         } else {
