@@ -291,8 +291,7 @@ pub fn predict_probabilities<M: Classifier + Sync>(
 ) -> Vec<f32> {
     let probabilities = |chunk: &[usize]| {
         let batch = data::images_tensor(chunk.iter().map(|&i| images.image(i)), device);
-        let probs = softmax(model.logits(batch), 1).into_data().convert::<f32>();
-        probs.as_slice::<f32>().unwrap_or_default().to_vec()
+        softmax(model.logits(batch), 1).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
     };
     let chunks: Vec<Vec<f32>> = if fused::runs_on(device) {
         indices.par_chunks(PREDICT_BATCH).map(probabilities).collect()

@@ -291,7 +291,7 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> Vec<f32> {
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
     let mut output = vec![0.0; batch * out * ph * pw];
     for (plane, maxima) in output.chunks_exact_mut(ph * pw).enumerate() {
-        let image = image_of(shape, activations, plane / out, plane % out);
+        let image = &activations[image_columns(shape, plane / out, plane % out)];
         if p == 1 {
             maxima.copy_from_slice(image);
             continue;
@@ -323,9 +323,8 @@ fn unpool(shape: &BlockShape, activations: &[f32], grad_output: &[f32]) -> (Vec<
     let mut bias = vec![0.0; out];
     for b in 0..shape.batch {
         for (o, bias) in bias.iter_mut().enumerate() {
-            let image = image_of(shape, activations, b, o);
-            let start = o * shape.columns() + b * shape.positions();
-            let dz_image = &mut dz[start..][..shape.positions()];
+            let columns = image_columns(shape, b, o);
+            let (image, dz_image) = (&activations[columns.clone()], &mut dz[columns]);
             let grad = &grad_output[(b * out + o) * ph * pw..][..ph * pw];
             if p == 1 {
                 // No pool: the whole image at once, where the ReLU was active.
@@ -336,34 +335,31 @@ fn unpool(shape: &BlockShape, activations: &[f32], grad_output: &[f32]) -> (Vec<
                 continue;
             }
             for (py, grad) in grad.chunks_exact(pw).enumerate() {
-                let top = py * p * out_w;
-                match p {
-                    2 => {
-                        // Selects, not branches: which activation wins is data, and a
-                        // mispredicted branch costs more than the whole window.
-                        let (upper, lower) = dz_image[top..][..2 * out_w].split_at_mut(out_w);
-                        let dz_windows = upper.chunks_exact_mut(2).zip(lower.chunks_exact_mut(2));
-                        let windows = image[top..].chunks_exact(2).zip(image[top + out_w..].chunks_exact(2));
-                        for (((a, c), (dz_a, dz_c)), &g) in windows.zip(dz_windows).zip(grad) {
-                            // The window is [a0 a1; c0 c1].
-                            let largest = a[0].max(a[1]).max(c[0].max(c[1]));
-                            let g = if largest > 0.0 { g } else { 0.0 };
-                            let w0 = a[0] == largest;
-                            let w1 = !w0 & (a[1] == largest);
-                            let w2 = !(w0 | w1) & (c[0] == largest);
-                            let w3 = !(w0 | w1 | w2);
-                            let pick = |wins: bool| if wins { g } else { 0.0 };
-                            (dz_a[0], dz_a[1], dz_c[0], dz_c[1]) = (pick(w0), pick(w1), pick(w2), pick(w3));
-                            *bias += g;
-                        }
+                if p == 2 {
+                    // Selects, not branches: which activation wins is data, and a mispredicted
+                    // branch costs more than the whole window.
+                    let top = py * 2 * out_w;
+                    let (upper, lower) = dz_image[top..][..2 * out_w].split_at_mut(out_w);
+                    let dz_windows = upper.chunks_exact_mut(2).zip(lower.chunks_exact_mut(2));
+                    let windows = image[top..].chunks_exact(2).zip(image[top + out_w..].chunks_exact(2));
+                    for (((a, c), (dz_a, dz_c)), &g) in windows.zip(dz_windows).zip(grad) {
+                        // The window is [a0 a1; c0 c1].
+                        let largest = a[0].max(a[1]).max(c[0].max(c[1]));
+                        let g = if largest > 0.0 { g } else { 0.0 };
+                        let w0 = a[0] == largest;
+                        let w1 = !w0 & (a[1] == largest);
+                        let w2 = !(w0 | w1) & (c[0] == largest);
+                        let w3 = !(w0 | w1 | w2);
+                        let pick = |wins: bool| if wins { g } else { 0.0 };
+                        (dz_a[0], dz_a[1], dz_c[0], dz_c[1]) = (pick(w0), pick(w1), pick(w2), pick(w3));
+                        *bias += g;
                     }
-                    _ => {
-                        for (px, &g) in grad.iter().enumerate() {
-                            let winner = window_winner(shape, image, py, px);
-                            if image[winner] > 0.0 {
-                                dz_image[winner] = g;
-                                *bias += g;
-                            }
+                } else {
+                    for (px, &g) in grad.iter().enumerate() {
+                        let winner = window_winner(shape, image, py, px);
+                        if image[winner] > 0.0 {
+                            dz_image[winner] = g;
+                            *bias += g;
                         }
                     }
                 }
@@ -373,9 +369,10 @@ fn unpool(shape: &BlockShape, activations: &[f32], grad_output: &[f32]) -> (Vec<
     (dz, bias)
 }
 
-/// Image `b`'s columns of output channel `o`.
-fn image_of<'a>(shape: &BlockShape, activations: &'a [f32], b: usize, o: usize) -> &'a [f32] {
-    &activations[o * shape.columns() + b * shape.positions()..][..shape.positions()]
+/// Where image `b`'s columns of output channel `o` lie in an `[out, columns]` matrix.
+fn image_columns(shape: &BlockShape, b: usize, o: usize) -> std::ops::Range<usize> {
+    let start = o * shape.columns() + b * shape.positions();
+    start..start + shape.positions()
 }
 
 /// Position (within one image's `[out h, out w]`) of the first largest activation of pool
