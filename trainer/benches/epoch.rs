@@ -320,9 +320,21 @@ fn time_phases(config: &NetworkConfig, images: &Images, batch_size: usize, devic
     }
 }
 
-/// The trainer's step: `batch_gradients` with one replica per thread, then Adam; the mean over
-/// at least [`STEPS`] steps and `least`.
+/// The trainer's step: `batch_gradients` with one replica per thread, then Adam, on one of
+/// rayon's threads as `training::train` runs it; the mean over at least [`STEPS`] steps and
+/// `least`.
 fn time_trainer_steps(
+    config: &NetworkConfig,
+    images: &Images,
+    batch_size: usize,
+    replicas: usize,
+    least: Duration,
+    device: &Device,
+) -> Duration {
+    rayon::scope(|_| time_trainer_steps_in_pool(config, images, batch_size, replicas, least, device))
+}
+
+fn time_trainer_steps_in_pool(
     config: &NetworkConfig,
     images: &Images,
     batch_size: usize,

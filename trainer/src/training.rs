@@ -130,6 +130,16 @@ pub fn train(
     setup: &TrainingSetup,
     resume: bool,
 ) -> Result<TrainedRun, TrainingError> {
+    // On one of rayon's threads: each step's first part then runs where the step began and
+    // only the others are handed over, one thread fewer to wake per step (docs/training-speed.md).
+    rayon::scope(|_| train_in_pool(config, setup, resume))
+}
+
+fn train_in_pool(
+    config: &TrainingConfig,
+    setup: &TrainingSetup,
+    resume: bool,
+) -> Result<TrainedRun, TrainingError> {
     if setup.train.is_empty() {
         return Err(TrainingError::NoTrainingImages);
     }
