@@ -380,7 +380,7 @@ fn time_blocks(config: &ModelConfig, images: usize) -> Vec<(Duration, Duration)>
             let start = Instant::now();
             let out = conv::forward(&shape, &input, &weight, &bias, false);
             let middle = Instant::now();
-            black_box(conv::backward(&shape, &weight, &out.activations, &out.patches, &grad, layer > 0));
+            black_box(conv::backward(&shape, &weight, &out.kept, &grad, layer > 0));
             if run >= WARMUP {
                 forward.push(middle - start);
                 backward.push(middle.elapsed());

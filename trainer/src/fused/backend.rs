@@ -2,6 +2,7 @@
 //! autodiff nodes whose backward passes call them.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -28,13 +29,13 @@ pub trait FusedBackend: Backend {
         Self::conv_block_forward(input, weight, bias, shape).0
     }
 
-    /// The output, the activations `[out, columns]` and the patches `[columns, patch]`.
+    /// The output, and what the backward pass needs.
     fn conv_block_forward(
         input: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         shape: BlockShape,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> (FloatTensor<Self>, Kept) {
         let _ = (input, weight, bias, shape);
         unreachable!("the inner backend runs the forward pass")
     }
@@ -42,13 +43,12 @@ pub trait FusedBackend: Backend {
     /// Gradients of input (empty unless `input_grad`), weight and bias.
     fn conv_block_backward(
         weight: FloatTensor<Self>,
-        activations: FloatTensor<Self>,
-        patches: FloatTensor<Self>,
+        kept: &Kept,
         grad: FloatTensor<Self>,
         shape: BlockShape,
         input_grad: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let _ = (weight, activations, patches, grad, shape, input_grad);
+        let _ = (weight, kept, grad, shape, input_grad);
         unreachable!("the inner backend runs the backward pass")
     }
 
@@ -84,6 +84,10 @@ pub(super) fn circuit(angles: Tensor<2>, weights: Tensor<3>) -> Tensor<2> {
     Tensor::from_dispatch(Dispatch::circuit_expvals(angles.into_dispatch(), weights.into_dispatch()))
 }
 
+/// What a block's backward pass needs from its forward pass; shared, so the autodiff state
+/// clones cheaply.
+pub type Kept = Arc<conv::Kept>;
+
 /// A flex tensor's values as `f32`, borrowed when contiguous.
 fn values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
@@ -102,33 +106,21 @@ impl FusedBackend for Flex {
         weight: FlexTensor,
         bias: FlexTensor,
         shape: BlockShape,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+    ) -> (FlexTensor, Kept) {
         // Inside a rayon worker the batch is already split across the threads.
         let parallel = rayon::current_thread_index().is_none();
         let out = conv::forward(&shape, &values(&input), &values(&weight), &values(&bias), parallel);
-        (
-            flex(out.output, shape.output_dims()),
-            flex(out.activations, [shape.channels_out(), shape.columns()]),
-            flex(out.patches, [shape.columns(), shape.patch_len()]),
-        )
+        (flex(out.output, shape.output_dims()), Arc::new(out.kept))
     }
 
     fn conv_block_backward(
         weight: FlexTensor,
-        activations: FlexTensor,
-        patches: FlexTensor,
+        kept: &Kept,
         grad: FlexTensor,
         shape: BlockShape,
         input_grad: bool,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let grads = conv::backward(
-            &shape,
-            &values(&weight),
-            &values(&activations),
-            &values(&patches),
-            &values(&grad),
-            input_grad,
-        );
+        let grads = conv::backward(&shape, &values(&weight), kept, &values(&grad), input_grad);
         let input = match grads.input {
             Some(input) => flex(input, shape.input_dims()),
             None => flex(Vec::new(), [0]),
@@ -163,8 +155,7 @@ fn ansatz_of(weights: &FlexTensor) -> shared::quantum::Ansatz {
 #[derive(Clone, Debug)]
 struct ConvBlockState<B: FusedBackend> {
     weight: FloatTensor<B>,
-    activations: FloatTensor<B>,
-    patches: FloatTensor<B>,
+    kept: Kept,
     shape: BlockShape,
 }
 
@@ -178,14 +169,8 @@ impl<B: FusedBackend> Backward<B, 3> for ConvBlockBackward {
         let [input, weight, bias] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let state = ops.state;
-        let (grad_input, grad_weight, grad_bias) = B::conv_block_backward(
-            state.weight,
-            state.activations,
-            state.patches,
-            grad,
-            state.shape,
-            input.is_some(),
-        );
+        let (grad_input, grad_weight, grad_bias) =
+            B::conv_block_backward(state.weight, &state.kept, grad, state.shape, input.is_some());
         for (node, grad) in [(input, grad_input), (weight, grad_weight), (bias, grad_bias)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -232,9 +217,8 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         match ConvBlockBackward.prepare::<C>([input_node, weight_node, bias_node]).compute_bound().stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (output, activations, patches) =
-                    B::conv_block_forward(input, weight.clone(), bias, shape);
-                prep.finish(ConvBlockState { weight, activations, patches, shape }, output)
+                let (output, kept) = B::conv_block_forward(input, weight.clone(), bias, shape);
+                prep.finish(ConvBlockState { weight, kept, shape }, output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv_block(input, weight, bias, shape)),
         }

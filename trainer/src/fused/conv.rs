@@ -6,8 +6,8 @@
 //! `weights [out, patch] x patches`, the weight gradient `dz [out, columns] x patches^T`
 //! (computed as its transpose) and the input gradient `weights^T x dz`, folded back onto the
 //! image. Patches and activations keep the output positions innermost, so the copies between
-//! layouts run along rows. The max-pool's winners are found again from the kept activations
-//! instead of storing indices.
+//! layouts run along rows. The forward pass keeps, for each output value, where its gradient
+//! goes back to (the pool window's winner, or none where the ReLU was inactive) in one byte.
 
 use gemm::Parallelism;
 
@@ -46,7 +46,7 @@ impl BlockShape {
             && kernel == kernel_w
             && kernel > 0
             && geometry.stride > 0
-            && geometry.pool > 0
+            && (1..=MAX_POOL).contains(&geometry.pool)
             && fits(height)
             && fits(width)
             && shape.pooled_height() > 0
@@ -103,14 +103,30 @@ impl BlockShape {
     }
 }
 
-/// The forward pass and what its backward pass needs.
+/// The largest max-pool window the block takes: a window's positions fit in 7 bits of a
+/// [`Kept::winners`] byte.
+pub const MAX_POOL: usize = 11;
+
+/// Marks an output whose window's largest activation was not positive: the ReLU stopped its
+/// gradient.
+const INACTIVE: u8 = 0x80;
+
+/// The forward pass: its output, and what its backward pass needs.
 pub struct Forward {
     /// `[batch, out, pooled height, pooled width]`.
     pub output: Vec<f32>,
-    /// After bias and ReLU, before the pool: `[out, columns]`.
-    pub activations: Vec<f32>,
+    pub kept: Kept,
+}
+
+/// What the backward pass needs from the forward pass.
+#[derive(Debug)]
+pub struct Kept {
     /// `[patch, columns]`.
-    pub patches: Vec<f32>,
+    patches: Vec<f32>,
+    /// For each output value (`[batch, out, pooled h, pooled w]`), the position of its window's
+    /// first largest activation in row-major order (as burn's max-pool picks it), `dy * pool +
+    /// dx`, or'ed with [`INACTIVE`] where that activation was not positive.
+    winners: Vec<u8>,
 }
 
 /// Gradients of the three inputs.
@@ -144,28 +160,29 @@ pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], 
     for (row, &b) in activations.chunks_exact_mut(columns).zip(bias) {
         row.iter_mut().for_each(|a| *a = (*a + b).max(0.0));
     }
-    let output = pool(shape, &activations);
-    Forward { output, activations, patches }
+    let (output, winners) = pool(shape, &activations);
+    Forward { output, kept: Kept { patches, winners } }
 }
 
 /// Backward pass from the output's gradient `[batch, out, pooled h, pooled w]`.
 pub fn backward(
     shape: &BlockShape,
     weight: &[f32],
-    activations: &[f32],
-    patches: &[f32],
+    kept: &Kept,
     grad_output: &[f32],
     input_grad: bool,
 ) -> Gradients {
     let (columns, patch_len, out) = (shape.columns(), shape.patch_len(), shape.channels_out);
+    let outputs = shape.output_dims().iter().product::<usize>();
+    let patches = &kept.patches;
     assert!(
         weight.len() == out * patch_len
-            && activations.len() == out * columns
             && patches.len() == patch_len * columns
-            && grad_output.len() == shape.output_dims().iter().product::<usize>(),
+            && kept.winners.len() == outputs
+            && grad_output.len() == outputs,
         "conv block: backward inputs do not match their shape"
     );
-    let (dz, bias) = unpool(shape, activations, grad_output); // [out, columns], [out]
+    let (dz, bias) = unpool(shape, &kept.winners, grad_output); // [out, columns], [out]
 
     // Computed transposed, patches x dz^T: gemm then packs dz ([out, columns]) where for
     // dz x patches^T it packs the patches, 4.5 times as many values, on every step.
@@ -285,83 +302,79 @@ fn for_each_kernel_row(shape: &BlockShape, mut f: impl FnMut(usize, std::ops::Ra
 }
 
 /// `[out, columns]` activations -> `[batch, out, pooled h, pooled w]`: the largest of each
-/// window.
-fn pool(shape: &BlockShape, activations: &[f32]) -> Vec<f32> {
+/// window, and its [`Kept::winners`].
+fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
     let [batch, out, ph, pw] = shape.output_dims();
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
     let mut output = vec![0.0; batch * out * ph * pw];
-    for (plane, maxima) in output.chunks_exact_mut(ph * pw).enumerate() {
+    let mut winners = vec![0; output.len()];
+    let planes = output.chunks_exact_mut(ph * pw).zip(winners.chunks_exact_mut(ph * pw));
+    for (plane, (maxima, winners)) in planes.enumerate() {
         let image = &activations[image_columns(shape, plane / out, plane % out)];
         if p == 1 {
             maxima.copy_from_slice(image);
+            winners.iter_mut().zip(image).for_each(|(w, &a)| *w = inactive_unless(a));
             continue;
         }
-        for (py, maxima) in maxima.chunks_exact_mut(pw).enumerate() {
+        let rows = maxima.chunks_exact_mut(pw).zip(winners.chunks_exact_mut(pw));
+        for (py, (maxima, winners)) in rows.enumerate() {
             let rows = |dy: usize| &image[(py * p + dy) * out_w..][..pw * p];
             if p == 2 {
                 let windows = rows(0).chunks_exact(2).zip(rows(1).chunks_exact(2));
-                for (m, (top, bottom)) in maxima.iter_mut().zip(windows) {
-                    *m = top[0].max(top[1]).max(bottom[0].max(bottom[1]));
+                for ((m, w), (top, bottom)) in maxima.iter_mut().zip(winners.iter_mut()).zip(windows) {
+                    // The window is [a b; c d]; its winner's position is counted, not branched
+                    // on: which activation wins is data, and a mispredicted branch costs more
+                    // than the whole window.
+                    let [a, b, c] = [top[0], top[1], bottom[0]];
+                    *m = a.max(b).max(c.max(bottom[1]));
+                    let not = |x: f32| u8::from(x != *m);
+                    *w = not(a) * (1 + not(b) * (1 + not(c))) | inactive_unless(*m);
                 }
             } else {
-                for (px, m) in maxima.iter_mut().enumerate() {
-                    *m = image[window_winner(shape, image, py, px)];
+                for (px, (m, w)) in maxima.iter_mut().zip(winners.iter_mut()).enumerate() {
+                    let (dy, dx) = window_winner(shape, image, py, px);
+                    *m = image[(py * p + dy) * out_w + px * p + dx];
+                    *w = (dy * p + dx) as u8 | inactive_unless(*m); // dy * p + dx < MAX_POOL^2 < INACTIVE
                 }
             }
         }
     }
-    output
+    (output, winners)
+}
+
+/// [`INACTIVE`] unless `largest` is positive (the ReLU let its gradient through), else 0.
+fn inactive_unless(largest: f32) -> u8 {
+    u8::from(!(largest > 0.0)) << 7
 }
 
 /// The gradient at the pool's winners where the ReLU was active, zero elsewhere
-/// (`[out, columns]`), and its sum per output channel (the bias gradient). A window's winner
-/// is its first largest activation in row-major order, as in burn's max-pool.
-fn unpool(shape: &BlockShape, activations: &[f32], grad_output: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// (`[out, columns]`), and its sum per output channel (the bias gradient).
+fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let [_, out, ph, pw] = shape.output_dims();
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
-    let mut dz = vec![0.0; activations.len()];
+    let mut dz = vec![0.0; out * shape.columns()];
     let mut bias = vec![0.0; out];
+    // The gradient where the ReLU was active, else zero: a mask on its bits, so no branch.
+    let routed = |g: f32, w: u8| f32::from_bits(g.to_bits() & u32::from(w >> 7).wrapping_sub(1));
     for b in 0..shape.batch {
         for (o, bias) in bias.iter_mut().enumerate() {
-            let columns = image_columns(shape, b, o);
-            let (image, dz_image) = (&activations[columns.clone()], &mut dz[columns]);
-            let grad = &grad_output[(b * out + o) * ph * pw..][..ph * pw];
+            let dz_image = &mut dz[image_columns(shape, b, o)];
+            let plane = (b * out + o) * ph * pw..(b * out + o + 1) * ph * pw;
+            let (grad, winners) = (&grad_output[plane.clone()], &winners[plane]);
             if p == 1 {
-                // No pool: the whole image at once, where the ReLU was active.
-                for ((d, &a), &g) in dz_image.iter_mut().zip(image).zip(grad) {
-                    *d = if a > 0.0 { g } else { 0.0 };
-                }
+                dz_image.iter_mut().zip(grad).zip(winners).for_each(|((d, &g), &w)| *d = routed(g, w));
                 *bias += sum(dz_image);
                 continue;
             }
-            for (py, grad) in grad.chunks_exact(pw).enumerate() {
-                if p == 2 {
-                    // Selects, not branches: which activation wins is data, and a mispredicted
-                    // branch costs more than the whole window.
-                    let top = py * 2 * out_w;
-                    let (upper, lower) = dz_image[top..][..2 * out_w].split_at_mut(out_w);
-                    let dz_windows = upper.chunks_exact_mut(2).zip(lower.chunks_exact_mut(2));
-                    let windows = image[top..].chunks_exact(2).zip(image[top + out_w..].chunks_exact(2));
-                    for (((a, c), (dz_a, dz_c)), &g) in windows.zip(dz_windows).zip(grad) {
-                        // The window is [a0 a1; c0 c1].
-                        let largest = a[0].max(a[1]).max(c[0].max(c[1]));
-                        let g = if largest > 0.0 { g } else { 0.0 };
-                        let w0 = a[0] == largest;
-                        let w1 = !w0 & (a[1] == largest);
-                        let w2 = !(w0 | w1) & (c[0] == largest);
-                        let w3 = !(w0 | w1 | w2);
-                        let pick = |wins: bool| if wins { g } else { 0.0 };
-                        (dz_a[0], dz_a[1], dz_c[0], dz_c[1]) = (pick(w0), pick(w1), pick(w2), pick(w3));
-                        *bias += g;
-                    }
-                } else {
-                    for (px, &g) in grad.iter().enumerate() {
-                        let winner = window_winner(shape, image, py, px);
-                        if image[winner] > 0.0 {
-                            dz_image[winner] = g;
-                            *bias += g;
-                        }
-                    }
+            for (py, (grad, winners)) in grad.chunks_exact(pw).zip(winners.chunks_exact(pw)).enumerate() {
+                for (px, (&g, &w)) in grad.iter().zip(winners).enumerate() {
+                    // Inactive windows write a zero at some position of theirs: already zero.
+                    let position = usize::from(w & !INACTIVE);
+                    let (dy, dx) =
+                        if p == 2 { (position >> 1, position & 1) } else { (position / p, position % p) };
+                    let g = routed(g, w);
+                    dz_image[(py * p + dy) * out_w + px * p + dx] = g;
+                    *bias += g;
                 }
             }
         }
@@ -375,16 +388,16 @@ fn image_columns(shape: &BlockShape, b: usize, o: usize) -> std::ops::Range<usiz
     start..start + shape.positions()
 }
 
-/// Position (within one image's `[out h, out w]`) of the first largest activation of pool
-/// window `(py, px)`: the general window; [`pool`] and [`unpool`] unroll the models' 2 x 2.
-fn window_winner(shape: &BlockShape, image: &[f32], py: usize, px: usize) -> usize {
+/// The first largest activation of pool window `(py, px)` of one image (`[out h, out w]`),
+/// as `(dy, dx)` within the window: the general window; [`pool`] unrolls the models' 2 x 2.
+fn window_winner(shape: &BlockShape, image: &[f32], py: usize, px: usize) -> (usize, usize) {
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
-    let first = py * p * out_w + px * p;
-    let (mut best, mut largest) = (first, image[first]);
-    for row in (first..).step_by(out_w).take(p) {
-        for (position, &a) in (row..).zip(&image[row..row + p]) {
-            if a > largest {
-                (best, largest) = (position, a);
+    let at = |dy: usize, dx: usize| image[(py * p + dy) * out_w + px * p + dx];
+    let mut best = (0, 0);
+    for dy in 0..p {
+        for dx in 0..p {
+            if at(dy, dx) > at(best.0, best.1) {
+                best = (dy, dx);
             }
         }
     }

@@ -126,12 +126,17 @@ mod tests {
     }
 
     /// Outputs and the gradients of input, weights and bias, fused and composed, equal for the
-    /// blocks of the default hybrid and the paper's, under a loss that weights every output.
+    /// blocks of the default hybrid and the paper's, under a loss that weights every output; on
+    /// random images, and on a constant one, whose pool windows tie (the first largest wins).
     #[test]
     fn conv_block_equals_burns_conv_relu_pool_with_gradients() {
         let device = Device::flex().autodiff();
         device.seed(7);
-        for (input, channels, kernel, stride, padding, pool) in [
+        let random = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+        let constant = |dims: [usize; 4]| Tensor::<4>::ones(dims, &device);
+        let images: [(&str, &dyn Fn([usize; 4]) -> Tensor<4>); 2] =
+            [("random", &random), ("constant", &constant)];
+        for ((input, channels, kernel, stride, padding, pool), (kind, image)) in [
             ([3, 1, 64, 64], 8, 6, 4, 1, 1),
             ([3, 8, 16, 16], 16, 3, 2, 1, 1),
             ([3, 16, 8, 8], 32, 3, 1, 1, 2),
@@ -139,14 +144,17 @@ mod tests {
             ([2, 3, 9, 11], 4, 3, 2, 0, 2),
             ([2, 3, 7, 5], 4, 3, 1, 1, 1),
             ([2, 2, 7, 9], 3, 2, 1, 0, 3),
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|block| images.iter().map(move |&image| (block, image)))
+        {
             let conv = Conv2dConfig::new([input[1], channels], [kernel; 2])
                 .with_stride([stride; 2])
                 .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
                 .init(&device);
             let pool = (pool > 1).then(|| MaxPool2dConfig::new([pool; 2]).init());
             let block = ConvBlock { conv, pool };
-            let x = Tensor::<4>::random(input, Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let x = image(input).require_grad();
             let fused = conv_block(&x, &block.conv, block.pool.as_ref()).expect("runs on flex");
             let composed = block.composed(x.clone());
             let coeffs = Tensor::<4>::random(fused.dims(), Distribution::Normal(0.0, 1.0), &device);
@@ -161,7 +169,7 @@ mod tests {
                 )
             };
             let (f, c) = (run(fused), run(composed));
-            let what = |part: &str| format!("{input:?} k{kernel} s{stride} p{padding}: {part}");
+            let what = |part: &str| format!("{kind} {input:?} k{kernel} s{stride} p{padding}: {part}");
             assert_close(&what("output"), &f.0, &c.0, 1e-5);
             assert_close(&what("input gradient"), &f.1, &c.1, 1e-5);
             assert_close(&what("weight gradient"), &f.2, &c.2, 1e-5);
