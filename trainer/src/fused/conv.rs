@@ -64,11 +64,20 @@ impl BlockShape {
     fn out_width(&self) -> usize {
         self.out_side(self.width)
     }
-    fn padded_height(&self) -> usize {
-        self.height + 2 * self.geometry.padding
+    /// Rows and columns of one of a padded plane's `stride x stride` phases ([`phase`]).
+    fn phase_height(&self) -> usize {
+        (self.height + 2 * self.geometry.padding).div_ceil(self.geometry.stride)
     }
-    fn padded_width(&self) -> usize {
-        self.width + 2 * self.geometry.padding
+    fn phase_width(&self) -> usize {
+        (self.width + 2 * self.geometry.padding).div_ceil(self.geometry.stride)
+    }
+    /// Values of one phase of a padded plane.
+    fn phase_len(&self) -> usize {
+        self.phase_height() * self.phase_width()
+    }
+    /// Values of one padded plane split into its phases.
+    fn phased_plane_len(&self) -> usize {
+        self.geometry.stride * self.geometry.stride * self.phase_len()
     }
     fn pooled_height(&self) -> usize {
         self.out_height() / self.geometry.pool
@@ -206,25 +215,20 @@ pub fn backward(
 /// Row `(c, ky, kx)` of the patch matrix holds, for every output position, the input value
 /// that kernel entry covers (zero in the padding).
 fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
-    let padded = pad(shape, input);
+    let phased = phase(shape, input);
     let len = shape.patch_len() * shape.columns();
     let mut patches = Vec::with_capacity(len);
-    let stride = shape.geometry.stride;
     let spare = &mut patches.spare_capacity_mut()[..len];
-    for_each_kernel_row(shape, |padded_row, patch_row| {
-        let (src, dst) = (&padded[padded_row..], &mut spare[patch_row]);
-        if stride == 1 && dst.len() <= 16 {
-            // Rows of up to a cache line (the default hybrid's are 8 values): a loop, where a
-            // `memcpy` call per row costs more than the copy.
+    for_each_kernel_row(shape, |phased_row, patch_row| {
+        let (src, dst) = (&phased[phased_row..], &mut spare[patch_row]);
+        if dst.len() <= 16 {
+            // Rows of up to a cache line (the default hybrid's are 8 and 16 values): a loop,
+            // where a `memcpy` call per row costs more than the copy.
             dst.iter_mut().zip(src).for_each(|(d, &s)| {
                 d.write(s);
             });
-        } else if stride == 1 {
-            dst.write_copy_of_slice(&src[..dst.len()]);
         } else {
-            dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(p, &x)| {
-                p.write(x);
-            });
+            dst.write_copy_of_slice(&src[..dst.len()]);
         }
     });
     // SAFETY: `for_each_kernel_row` calls the closure once for each (patch row, image, output
@@ -239,61 +243,130 @@ fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
 
 /// The inverse of [`im2col`]: each patch entry's gradient added to the input value it came from.
 fn col2im(shape: &BlockShape, grad_patches: &[f32]) -> Vec<f32> {
-    let mut padded =
-        vec![0.0; shape.batch * shape.channels_in * shape.padded_height() * shape.padded_width()];
-    let stride = shape.geometry.stride;
-    for_each_kernel_row(shape, |padded_row, patch_row| {
-        let (src, dst) = (&grad_patches[patch_row], &mut padded[padded_row..]);
-        if stride == 1 {
-            dst.iter_mut().zip(src).for_each(|(g, &p)| *g += p);
-        } else {
-            dst.iter_mut().step_by(stride).zip(src).for_each(|(g, &p)| *g += p);
-        }
+    let mut phased = vec![0.0; shape.batch * shape.channels_in * shape.phased_plane_len()];
+    for_each_kernel_row(shape, |phased_row, patch_row| {
+        let (src, dst) = (&grad_patches[patch_row], &mut phased[phased_row..]);
+        dst.iter_mut().zip(src).for_each(|(g, &p)| *g += p);
     });
-    crop(shape, &padded)
+    unphase(shape, &phased)
 }
 
-/// The input inside a border of zeros, `padding` wide: `[batch, in, h + 2p, w + 2p]`.
-fn pad(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
-    let (w, pw, p) = (shape.width, shape.padded_width(), shape.geometry.padding);
-    let mut padded = vec![0.0; shape.batch * shape.channels_in * shape.padded_height() * pw];
-    for (plane, dst) in
-        input.chunks_exact(shape.height * w).zip(padded.chunks_exact_mut(shape.padded_height() * pw))
-    {
-        for (row, dst) in plane.chunks_exact(w).zip(dst[p * pw..].chunks_exact_mut(pw)) {
-            dst[p..p + w].copy_from_slice(row);
+/// The input inside a border of zeros, `padding` wide, each plane split into its `stride x
+/// stride` phases (`[batch, in, stride, stride, phase h, phase w]`; phase `(ry, rx)` holds the
+/// padded rows `ry`, `ry + stride`, ... and their columns `rx`, `rx + stride`, ...), so every
+/// output row of a kernel entry reads one contiguous run. With stride 1, the padded input.
+fn phase(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
+    let (stride, padding, width) = (shape.geometry.stride, shape.geometry.padding, shape.width);
+    let mut phased = vec![0.0; shape.batch * shape.channels_in * shape.phased_plane_len()];
+    // One padded row at a time; its borders stay zero.
+    let mut padded_row = vec![0.0; shape.phase_width() * stride];
+    for (row, start) in input.chunks_exact(width).zip(phased_rows(shape)) {
+        if stride == 1 {
+            phased[start + padding..][..width].copy_from_slice(row);
+        } else {
+            padded_row[padding..padding + width].copy_from_slice(row);
+            split_phases(&padded_row, &mut phased[start..], shape);
         }
     }
-    padded
+    phased
 }
 
-/// The inverse of [`pad`]: the inside of each padded plane.
-fn crop(shape: &BlockShape, padded: &[f32]) -> Vec<f32> {
-    let (w, pw, p) = (shape.width, shape.padded_width(), shape.geometry.padding);
-    let mut input = Vec::with_capacity(shape.input_dims().iter().product());
-    for plane in padded.chunks_exact(shape.padded_height() * pw) {
-        for row in plane[p * pw..].chunks_exact(pw).take(shape.height) {
-            input.extend_from_slice(&row[p..p + w]);
+/// The inverse of [`phase`]: the input's values back in `[batch, in, h, w]`.
+fn unphase(shape: &BlockShape, phased: &[f32]) -> Vec<f32> {
+    let (stride, padding, width) = (shape.geometry.stride, shape.geometry.padding, shape.width);
+    let mut input = vec![0.0; shape.input_dims().iter().product()];
+    let mut padded_row = vec![0.0; shape.phase_width() * stride];
+    for (row, start) in input.chunks_exact_mut(width).zip(phased_rows(shape)) {
+        if stride == 1 {
+            row.copy_from_slice(&phased[start + padding..][..width]);
+        } else {
+            join_phases(&phased[start..], &mut padded_row, shape);
+            row.copy_from_slice(&padded_row[padding..padding + width]);
         }
     }
     input
 }
 
-/// Calls `f(start in the padded input, patch row range)` for each output row of each kernel
-/// entry and image: the output row reads the padded input from `start`, every `stride`-th value.
+/// For each input row in order, where its padded row starts in the phased input: row `y` of
+/// phase `(y % stride, 0)`; the other phases' runs follow at [`BlockShape::phase_len`] apart.
+fn phased_rows(shape: &BlockShape) -> impl Iterator<Item = usize> + '_ {
+    let (stride, padding) = (shape.geometry.stride, shape.geometry.padding);
+    (0..shape.batch * shape.channels_in).flat_map(move |plane| {
+        (padding..padding + shape.height).map(move |y| {
+            plane * shape.phased_plane_len()
+                + (y % stride) * stride * shape.phase_len()
+                + (y / stride) * shape.phase_width()
+        })
+    })
+}
+
+/// Value `x` of a padded row to its phase's run: `phases[(x % stride) * phase_len + x / stride]`.
+fn split_phases(row: &[f32], phases: &mut [f32], shape: &BlockShape) {
+    match shape.geometry.stride {
+        2 => split::<2>(row, phases, shape.phase_len()),
+        4 => split::<4>(row, phases, shape.phase_len()),
+        stride => {
+            for (x, &v) in row.iter().enumerate() {
+                phases[(x % stride) * shape.phase_len() + x / stride] = v;
+            }
+        }
+    }
+}
+
+/// The inverse of [`split_phases`].
+fn join_phases(phases: &[f32], row: &mut [f32], shape: &BlockShape) {
+    match shape.geometry.stride {
+        2 => join::<2>(phases, row, shape.phase_len()),
+        4 => join::<4>(phases, row, shape.phase_len()),
+        stride => {
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = phases[(x % stride) * shape.phase_len() + x / stride];
+            }
+        }
+    }
+}
+
+/// [`split_phases`] for the models' strides: with `S` known the compiler turns the loop into
+/// vector shuffles.
+fn split<const S: usize>(row: &[f32], phases: &mut [f32], phase_len: usize) {
+    let n = row.len() / S;
+    assert!(n <= phase_len && phases.len() >= (S - 1) * phase_len + n, "phases shorter than the row");
+    for j in 0..n {
+        for r in 0..S {
+            phases[r * phase_len + j] = row[j * S + r];
+        }
+    }
+}
+
+/// [`join_phases`] for the models' strides.
+fn join<const S: usize>(phases: &[f32], row: &mut [f32], phase_len: usize) {
+    let n = row.len() / S;
+    assert!(n <= phase_len && phases.len() >= (S - 1) * phase_len + n, "phases shorter than the row");
+    for j in 0..n {
+        for r in 0..S {
+            row[j * S + r] = phases[r * phase_len + j];
+        }
+    }
+}
+
+/// Calls `f(start in the phased input, patch row range)` for each output row of each kernel
+/// entry and image: the output row reads the phased input's contiguous run from `start`.
 fn for_each_kernel_row(shape: &BlockShape, mut f: impl FnMut(usize, std::ops::Range<usize>)) {
     let (k, stride) = (shape.kernel, shape.geometry.stride);
-    let (out_h, out_w, pw) = (shape.out_height(), shape.out_width(), shape.padded_width());
-    let plane_len = shape.padded_height() * pw;
+    let (out_h, out_w) = (shape.out_height(), shape.out_width());
+    let (phase_len, phase_w) = (shape.phase_len(), shape.phase_width());
     for c in 0..shape.channels_in {
         for ky in 0..k {
             for kx in 0..k {
                 let row = ((c * k + ky) * k + kx) * shape.columns();
+                // Padded row oy * stride + ky, column ox * stride + kx: in phase (ky, kx) modulo
+                // the stride, at row oy + ky / stride and column ox + kx / stride.
+                let phase = ((ky % stride) * stride + kx % stride) * phase_len + kx / stride;
                 for b in 0..shape.batch {
-                    let plane = (b * shape.channels_in + c) * plane_len;
+                    let plane = (b * shape.channels_in + c) * shape.phased_plane_len() + phase;
                     for oy in 0..out_h {
                         let column = row + (b * out_h + oy) * out_w;
-                        f(plane + (oy * stride + ky) * pw + kx, column..column + out_w);
+                        f(plane + (oy + ky / stride) * phase_w, column..column + out_w);
                     }
                 }
             }
