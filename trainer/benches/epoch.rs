@@ -331,35 +331,26 @@ fn time_trainer_steps(
     least: Duration,
     device: &Device,
 ) -> Duration {
-    rayon::scope(|_| time_trainer_steps_in_pool(config, images, batch_size, replicas, least, device))
-}
-
-fn time_trainer_steps_in_pool(
-    config: &NetworkConfig,
-    images: &Images,
-    batch_size: usize,
-    replicas: usize,
-    least: Duration,
-    device: &Device,
-) -> Duration {
-    let mut model = config.init(device);
-    let mut optimizer = AdamConfig::new().init();
-    let indices: Vec<usize> = (0..images.len()).collect();
-    let (mut elapsed, mut timed) = (Duration::ZERO, 0u32);
-    for step in 0.. {
-        let chunk = &indices[(step * batch_size) % images.len()..][..batch_size];
-        let start = Instant::now();
-        let gradients = training::batch_gradients(&model, images, chunk, replicas, device);
-        model = optimizer.step(1e-3, model, gradients.grads);
-        black_box(gradients.loss);
-        if step >= WARMUP {
-            (elapsed, timed) = (elapsed + start.elapsed(), timed + 1);
+    rayon::scope(|_| {
+        let mut model = config.init(device);
+        let mut optimizer = AdamConfig::new().init();
+        let indices: Vec<usize> = (0..images.len()).collect();
+        let (mut elapsed, mut timed) = (Duration::ZERO, 0u32);
+        for step in 0.. {
+            let chunk = &indices[(step * batch_size) % images.len()..][..batch_size];
+            let start = Instant::now();
+            let gradients = training::batch_gradients(&model, images, chunk, replicas, device);
+            model = optimizer.step(1e-3, model, gradients.grads);
+            black_box(gradients.loss);
+            if step >= WARMUP {
+                (elapsed, timed) = (elapsed + start.elapsed(), timed + 1);
+            }
+            if timed as usize >= STEPS && elapsed >= least {
+                break;
+            }
         }
-        if timed as usize >= STEPS && elapsed >= least {
-            break;
-        }
-    }
-    elapsed / timed
+        elapsed / timed
+    })
 }
 
 /// Forward and backward of each fused convolution block alone (`trainer::fused::conv`) on
