@@ -401,7 +401,7 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
                     let [a, b, c] = [top[0], top[1], bottom[0]];
                     *m = a.max(b).max(c.max(bottom[1]));
                     let not = |x: f32| u8::from(x != *m);
-                    *w = not(a) * (1 + not(b) * (1 + not(c))) | inactive_unless(*m);
+                    *w = (not(a) * (1 + not(b) * (1 + not(c)))) | inactive_unless(*m);
                 }
             } else {
                 for (px, (m, w)) in maxima.iter_mut().zip(winners.iter_mut()).enumerate() {
@@ -417,7 +417,7 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
 
 /// [`INACTIVE`] unless `largest` is positive (the ReLU let its gradient through), else 0.
 fn inactive_unless(largest: f32) -> u8 {
-    u8::from(!(largest > 0.0)) << 7
+    (1 - u8::from(largest > 0.0)) << 7
 }
 
 /// The gradient at the pool's winners where the ReLU was active, zero elsewhere
