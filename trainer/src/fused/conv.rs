@@ -34,7 +34,8 @@ pub struct BlockShape {
 }
 
 impl BlockShape {
-    /// The shape, or `None` when the kernel does not fit the padded input or a size is zero.
+    /// The shape, or `None` when the kernel does not fit the padded input, a size is zero or
+    /// the pool window is over [`MAX_POOL`].
     pub fn new(input: [usize; 4], weights: [usize; 4], geometry: ConvGeometry) -> Option<Self> {
         let [batch, channels_in, height, width] = input;
         let [channels_out, weight_channels, kernel, kernel_w] = weights;
@@ -634,5 +635,9 @@ mod tests {
         assert!(BlockShape::new([1, 2, 4, 4], [1, 1, 3, 3], geometry).is_none());
         assert!(BlockShape::new([1, 1, 4, 4], [1, 1, 3, 3], ConvGeometry { pool: 3, ..geometry }).is_none());
         assert!(BlockShape::new([0, 1, 4, 4], [1, 1, 3, 3], geometry).is_none());
+        let large_pool = ConvGeometry { pool: MAX_POOL + 1, ..geometry };
+        assert!(BlockShape::new([1, 1, 40, 40], [1, 1, 3, 3], large_pool).is_none());
+        assert!(BlockShape::new([1, 1, 40, 40], [1, 1, 3, 3], ConvGeometry { pool: MAX_POOL, ..geometry })
+            .is_some());
     }
 }
