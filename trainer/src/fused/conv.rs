@@ -303,49 +303,41 @@ fn phased_rows(shape: &BlockShape) -> impl Iterator<Item = usize> + '_ {
 
 /// Value `x` of a padded row to its phase's run: `phases[(x % stride) * phase_len + x / stride]`.
 fn split_phases(row: &[f32], phases: &mut [f32], shape: &BlockShape) {
+    // The models' strides as constants: the compiler then turns the loop into vector shuffles.
     match shape.geometry.stride {
-        2 => split::<2>(row, phases, shape.phase_len()),
-        4 => split::<4>(row, phases, shape.phase_len()),
-        stride => {
-            for (x, &v) in row.iter().enumerate() {
-                phases[(x % stride) * shape.phase_len() + x / stride] = v;
-            }
-        }
+        2 => split(row, phases, shape.phase_len(), 2),
+        4 => split(row, phases, shape.phase_len(), 4),
+        stride => split(row, phases, shape.phase_len(), stride),
     }
 }
 
 /// The inverse of [`split_phases`].
 fn join_phases(phases: &[f32], row: &mut [f32], shape: &BlockShape) {
     match shape.geometry.stride {
-        2 => join::<2>(phases, row, shape.phase_len()),
-        4 => join::<4>(phases, row, shape.phase_len()),
-        stride => {
-            for (x, v) in row.iter_mut().enumerate() {
-                *v = phases[(x % stride) * shape.phase_len() + x / stride];
-            }
+        2 => join(phases, row, shape.phase_len(), 2),
+        4 => join(phases, row, shape.phase_len(), 4),
+        stride => join(phases, row, shape.phase_len(), stride),
+    }
+}
+
+#[inline(always)]
+fn split(row: &[f32], phases: &mut [f32], phase_len: usize, stride: usize) {
+    let n = row.len() / stride;
+    assert!(n <= phase_len && phases.len() >= (stride - 1) * phase_len + n, "phases shorter than the row");
+    for j in 0..n {
+        for r in 0..stride {
+            phases[r * phase_len + j] = row[j * stride + r];
         }
     }
 }
 
-/// [`split_phases`] for the models' strides: with `S` known the compiler turns the loop into
-/// vector shuffles.
-fn split<const S: usize>(row: &[f32], phases: &mut [f32], phase_len: usize) {
-    let n = row.len() / S;
-    assert!(n <= phase_len && phases.len() >= (S - 1) * phase_len + n, "phases shorter than the row");
+#[inline(always)]
+fn join(phases: &[f32], row: &mut [f32], phase_len: usize, stride: usize) {
+    let n = row.len() / stride;
+    assert!(n <= phase_len && phases.len() >= (stride - 1) * phase_len + n, "phases shorter than the row");
     for j in 0..n {
-        for r in 0..S {
-            phases[r * phase_len + j] = row[j * S + r];
-        }
-    }
-}
-
-/// [`join_phases`] for the models' strides.
-fn join<const S: usize>(phases: &[f32], row: &mut [f32], phase_len: usize) {
-    let n = row.len() / S;
-    assert!(n <= phase_len && phases.len() >= (S - 1) * phase_len + n, "phases shorter than the row");
-    for j in 0..n {
-        for r in 0..S {
-            row[j * S + r] = phases[r * phase_len + j];
+        for r in 0..stride {
+            row[j * stride + r] = phases[r * phase_len + j];
         }
     }
 }
@@ -355,7 +347,7 @@ fn join<const S: usize>(phases: &[f32], row: &mut [f32], phase_len: usize) {
 fn for_each_kernel_row(shape: &BlockShape, mut f: impl FnMut(usize, std::ops::Range<usize>)) {
     let (k, stride) = (shape.kernel, shape.geometry.stride);
     let (out_h, out_w) = (shape.out_height(), shape.out_width());
-    let (phase_len, phase_w) = (shape.phase_len(), shape.phase_width());
+    let (phase_len, phase_w, plane_len) = (shape.phase_len(), shape.phase_width(), shape.phased_plane_len());
     for c in 0..shape.channels_in {
         for ky in 0..k {
             for kx in 0..k {
@@ -364,7 +356,7 @@ fn for_each_kernel_row(shape: &BlockShape, mut f: impl FnMut(usize, std::ops::Ra
                 // the stride, at row oy + ky / stride and column ox + kx / stride.
                 let phase = ((ky % stride) * stride + kx % stride) * phase_len + kx / stride;
                 for b in 0..shape.batch {
-                    let plane = (b * shape.channels_in + c) * shape.phased_plane_len() + phase;
+                    let plane = (b * shape.channels_in + c) * plane_len + phase;
                     for oy in 0..out_h {
                         let column = row + (b * out_h + oy) * out_w;
                         f(plane + (oy + ky / stride) * phase_w, column..column + out_w);
