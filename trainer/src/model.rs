@@ -149,11 +149,19 @@ impl Encoder {
     /// # Shapes
     /// images `[b, 1, 64, 64]` -> `[b, encoder_out]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.fc.forward(self.features(images)) // [b, encoder_out]
+    }
+
+    /// The blocks' output, flattened: what the last linear layer takes.
+    ///
+    /// # Shapes
+    /// images `[b, 1, 64, 64]` -> `[b, c * h * w]`
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for block in &self.blocks {
             x = block.forward(x); // [b, c, h / p, w / p]
         }
-        self.fc.forward(x.flatten(1, 3)) // [b, encoder_out]
+        x.flatten(1, 3)
     }
 }
 
@@ -169,7 +177,21 @@ impl Model {
     /// # Shapes
     /// images `[b, 1, 64, 64]` -> logits `[b, classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let features = self.encoder.forward(images); // [b, encoder_out]
+        let features = self.encoder.features(images); // [b, n]
+        let fused = self.circuit.as_ref().and_then(|circuit| {
+            fused::hybrid_head(&features, &self.encoder.fc, circuit, &self.head)
+            // [b, classes]
+        });
+        fused.unwrap_or_else(|| self.composed_head(features))
+    }
+
+    /// From the encoder's flattened features to the logits by each module's own forward pass:
+    /// what [`crate::fused::hybrid_head`] computes as one operation.
+    ///
+    /// # Shapes
+    /// features `[b, n]` -> logits `[b, classes]`
+    pub fn composed_head(&self, features: Tensor<2>) -> Tensor<2> {
+        let features = self.encoder.fc.forward(features); // [b, encoder_out]
         let features = match &self.circuit {
             Some(circuit) => circuit.forward(features), // [b, 4] expectation values
             None => relu(features),

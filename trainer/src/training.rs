@@ -241,7 +241,9 @@ pub fn batch_gradients<M: Classifier>(
         let batch = data::batch(images, part, device);
         let logits = model.logits(batch.images);
         let correct = count_correct(logits.clone(), &images.labels, part);
-        let loss = CrossEntropyLossConfig::new().init(device).forward(logits, batch.labels);
+        let labels: Vec<usize> = part.iter().map(|&i| usize::from(images.labels[i])).collect();
+        let loss = fused::cross_entropy(&logits, &labels)
+            .unwrap_or_else(|| CrossEntropyLossConfig::new().init(device).forward(logits, batch.labels));
         let share = part.len() as f64 / indices.len() as f64;
         let grads = GradientsParams::from_grads((loss.clone() * share).backward(), model);
         (grads, f64::from(loss.into_scalar::<f32>()) * share, correct)
@@ -250,13 +252,13 @@ pub fn batch_gradients<M: Classifier>(
         let (grads, loss, correct) = part_gradients(model, indices);
         return BatchGradients { grads, loss, correct };
     }
-    // Forked first, then each copy moves into its worker: the workers share only the images.
+    // Each worker forks its own copy, so the forks run in parallel too.
     let parts: Vec<_> = indices
         .chunks(part_len)
-        .map(|part| (model.clone().fork(device), part))
+        .map(|part| (model.clone(), part))
         .collect::<Vec<_>>()
         .into_par_iter()
-        .map(|(replica, part)| part_gradients(&replica, part))
+        .map(|(replica, part)| part_gradients(&replica.fork(device), part))
         .collect();
     let mut sum = GradientsAccumulator::<M>::new();
     let (mut loss, mut correct) = (0.0, 0);

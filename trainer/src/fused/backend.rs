@@ -13,9 +13,9 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::{Tensor, TensorData};
 
-use super::{conv, quantum, BlockShape};
+use super::{conv, head, loss, quantum, BlockShape, HeadShape};
 
-/// The two fused operations; `*_forward` / `*_backward` run on the inner backend only, called
+/// The fused operations; `*_forward` / `*_backward` run on the inner backend only, called
 /// by the autodiff nodes.
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedBackend: Backend {
@@ -64,6 +64,80 @@ pub trait FusedBackend: Backend {
         let _ = (angles, weights, grad);
         unreachable!("the inner backend runs the backward pass")
     }
+
+    /// The hybrid's logits from the encoder's flattened features ([`head`]).
+    #[allow(clippy::too_many_arguments)]
+    fn hybrid_head(
+        features: FloatTensor<Self>,
+        fc_weight: FloatTensor<Self>,
+        fc_bias: FloatTensor<Self>,
+        circuit: FloatTensor<Self>,
+        head_weight: FloatTensor<Self>,
+        head_bias: FloatTensor<Self>,
+        shape: HeadShape,
+    ) -> FloatTensor<Self> {
+        Self::hybrid_head_forward(features, fc_weight, fc_bias, circuit, head_weight, head_bias, shape).0
+    }
+
+    /// The logits, and what the backward pass needs.
+    #[allow(clippy::too_many_arguments)]
+    fn hybrid_head_forward(
+        features: FloatTensor<Self>,
+        fc_weight: FloatTensor<Self>,
+        fc_bias: FloatTensor<Self>,
+        circuit: FloatTensor<Self>,
+        head_weight: FloatTensor<Self>,
+        head_bias: FloatTensor<Self>,
+        shape: HeadShape,
+    ) -> (FloatTensor<Self>, HeadKept) {
+        let _ = (features, fc_weight, fc_bias, circuit, head_weight, head_bias, shape);
+        unreachable!("the inner backend runs the forward pass")
+    }
+
+    /// Gradients of the features (empty unless `input_grad`) and of the parameters, in
+    /// [`Self::hybrid_head`]'s order ([`HeadGradients`]: the extension macro reads the tuple
+    /// from the signature, not through an alias).
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn hybrid_head_backward(
+        features: FloatTensor<Self>,
+        fc_weight: FloatTensor<Self>,
+        circuit: FloatTensor<Self>,
+        head_weight: FloatTensor<Self>,
+        kept: &HeadKept,
+        grad: FloatTensor<Self>,
+        shape: HeadShape,
+        input_grad: bool,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let _ = (features, fc_weight, circuit, head_weight, kept, grad, shape, input_grad);
+        unreachable!("the inner backend runs the backward pass")
+    }
+
+    /// The mean cross-entropy `[1]` of `logits [b, classes]` against `labels`, each a class.
+    fn cross_entropy(logits: FloatTensor<Self>, labels: Vec<usize>) -> FloatTensor<Self> {
+        Self::cross_entropy_forward(logits, labels).0
+    }
+
+    /// The loss, and its gradient with respect to the logits.
+    fn cross_entropy_forward(
+        logits: FloatTensor<Self>,
+        labels: Vec<usize>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let _ = (logits, labels);
+        unreachable!("the inner backend runs the forward pass")
+    }
+
+    /// `gradient` (the loss's, kept by the forward pass) times the scalar `grad [1]`.
+    fn cross_entropy_backward(gradient: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let _ = (gradient, grad);
+        unreachable!("the inner backend runs the backward pass")
+    }
 }
 
 pub(super) fn conv_block(
@@ -84,9 +158,41 @@ pub(super) fn circuit(angles: Tensor<2>, weights: Tensor<3>) -> Tensor<2> {
     Tensor::from_dispatch(Dispatch::circuit_expvals(angles.into_dispatch(), weights.into_dispatch()))
 }
 
+pub(super) fn hybrid_head(
+    features: Tensor<2>,
+    fc_weight: Tensor<2>,
+    fc_bias: Tensor<1>,
+    circuit: Tensor<3>,
+    head_weight: Tensor<2>,
+    head_bias: Tensor<1>,
+    shape: HeadShape,
+) -> Tensor<2> {
+    Tensor::from_dispatch(Dispatch::hybrid_head(
+        features.into_dispatch(),
+        fc_weight.into_dispatch(),
+        fc_bias.into_dispatch(),
+        circuit.into_dispatch(),
+        head_weight.into_dispatch(),
+        head_bias.into_dispatch(),
+        shape,
+    ))
+}
+
+pub(super) fn cross_entropy(logits: Tensor<2>, labels: Vec<usize>) -> Tensor<1> {
+    Tensor::from_dispatch(Dispatch::cross_entropy(logits.into_dispatch(), labels))
+}
+
 /// What a block's backward pass needs from its forward pass; shared, so the autodiff state
 /// clones cheaply.
 pub type Kept = Arc<conv::Kept>;
+
+/// The gradients of the head's features and parameters, in [`FusedBackend::hybrid_head`]'s
+/// order.
+pub type HeadGradients<B> =
+    (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+/// What the head's backward pass needs from its forward pass.
+pub type HeadKept = Arc<head::Kept>;
 
 /// A flex tensor's values as `f32`, borrowed when contiguous.
 fn values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
@@ -144,6 +250,77 @@ impl FusedBackend for Flex {
         let ansatz = ansatz_of(&weights);
         let (ga, gw) = quantum::backward(&ansatz, &values(&angles), &values(&weights), &values(&grad));
         (flex(ga, angle_dims), flex(gw, weight_dims))
+    }
+
+    fn hybrid_head_forward(
+        features: FlexTensor,
+        fc_weight: FlexTensor,
+        fc_bias: FlexTensor,
+        circuit: FlexTensor,
+        head_weight: FlexTensor,
+        head_bias: FlexTensor,
+        shape: HeadShape,
+    ) -> (FlexTensor, HeadKept) {
+        let (fc_weight, fc_bias, circuit_weights) = (values(&fc_weight), values(&fc_bias), values(&circuit));
+        let (head_weight, head_bias) = (values(&head_weight), values(&head_bias));
+        let params = head::HeadParams {
+            fc_weight: &fc_weight,
+            fc_bias: &fc_bias,
+            circuit: &circuit_weights,
+            head_weight: &head_weight,
+            head_bias: &head_bias,
+        };
+        let out = head::forward(&shape, &ansatz_of(&circuit), &values(&features), &params);
+        (flex(out.logits, shape.output_dims()), Arc::new(out.kept))
+    }
+
+    fn hybrid_head_backward(
+        features: FlexTensor,
+        fc_weight: FlexTensor,
+        circuit: FlexTensor,
+        head_weight: FlexTensor,
+        kept: &HeadKept,
+        grad: FlexTensor,
+        shape: HeadShape,
+        input_grad: bool,
+    ) -> HeadGradients<Flex> {
+        let dims = (fc_weight.layout().shape().dims::<2>(), circuit.layout().shape().dims::<3>());
+        let head_dims = head_weight.layout().shape().dims::<2>();
+        let (fc_values, circuit_values, head_values) =
+            (values(&fc_weight), values(&circuit), values(&head_weight));
+        // The biases do not enter the gradients.
+        let params = head::HeadParams {
+            fc_weight: &fc_values,
+            fc_bias: &[],
+            circuit: &circuit_values,
+            head_weight: &head_values,
+            head_bias: &[],
+        };
+        let ansatz = ansatz_of(&circuit);
+        let grads =
+            head::backward(&shape, &ansatz, &values(&features), &params, kept, &values(&grad), input_grad);
+        let input = if input_grad { flex(grads.input, shape.input_dims()) } else { flex(Vec::new(), [0]) };
+        (
+            input,
+            flex(grads.fc_weight, dims.0),
+            flex(grads.fc_bias, [dims.0[1]]),
+            flex(grads.circuit, dims.1),
+            flex(grads.head_weight, head_dims),
+            flex(grads.head_bias, [head_dims[1]]),
+        )
+    }
+
+    fn cross_entropy_forward(logits: FlexTensor, labels: Vec<usize>) -> (FlexTensor, FlexTensor) {
+        let dims = logits.layout().shape().dims::<2>();
+        let out = loss::cross_entropy(&values(&logits), &labels, dims[1])
+            .expect("labels checked by fused::cross_entropy");
+        (flex(vec![out.loss], [1]), flex(out.grad, dims))
+    }
+
+    fn cross_entropy_backward(gradient: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let dims = gradient.layout().shape().dims::<2>();
+        let scale = values(&grad).first().copied().unwrap_or(0.0);
+        flex(values(&gradient).iter().map(|g| g * scale).collect(), dims)
     }
 }
 
@@ -204,6 +381,61 @@ impl<B: FusedBackend> Backward<B, 2> for CircuitBackward {
     }
 }
 
+#[derive(Clone, Debug)]
+struct HeadState<B: FusedBackend> {
+    features: FloatTensor<B>,
+    fc_weight: FloatTensor<B>,
+    circuit: FloatTensor<B>,
+    head_weight: FloatTensor<B>,
+    kept: HeadKept,
+    shape: HeadShape,
+}
+
+#[derive(Debug)]
+struct HeadBackward;
+
+impl<B: FusedBackend> Backward<B, 6> for HeadBackward {
+    type State = HeadState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 6>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let state = ops.state;
+        let [features, ..] = &ops.parents;
+        let (input, fc_weight, fc_bias, circuit, head_weight, head_bias) = B::hybrid_head_backward(
+            state.features,
+            state.fc_weight,
+            state.circuit,
+            state.head_weight,
+            &state.kept,
+            grad,
+            state.shape,
+            features.is_some(),
+        );
+        let computed = [input, fc_weight, fc_bias, circuit, head_weight, head_bias];
+        for (node, grad) in ops.parents.into_iter().zip(computed) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+impl<B: FusedBackend> Backward<B, 1> for CrossEntropyBackward {
+    /// The loss's gradient with respect to the logits.
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let [logits] = ops.parents;
+        if let Some(node) = logits {
+            grads.register::<B>(node.id, B::cross_entropy_backward(ops.state, grad));
+        }
+    }
+}
+
 impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
     fn conv_block(
         input: FloatTensor<Self>,
@@ -233,6 +465,59 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
                 prep.finish(CircuitState { angles, weights }, output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::circuit_expvals(angles, weights)),
+        }
+    }
+
+    fn hybrid_head(
+        features: FloatTensor<Self>,
+        fc_weight: FloatTensor<Self>,
+        fc_bias: FloatTensor<Self>,
+        circuit: FloatTensor<Self>,
+        head_weight: FloatTensor<Self>,
+        head_bias: FloatTensor<Self>,
+        shape: HeadShape,
+    ) -> FloatTensor<Self> {
+        let (features, features_node) = features.into_parts();
+        let (fc_weight, fc_weight_node) = fc_weight.into_parts();
+        let (fc_bias, fc_bias_node) = fc_bias.into_parts();
+        let (circuit, circuit_node) = circuit.into_parts();
+        let (head_weight, head_weight_node) = head_weight.into_parts();
+        let (head_bias, head_bias_node) = head_bias.into_parts();
+        let nodes =
+            [features_node, fc_weight_node, fc_bias_node, circuit_node, head_weight_node, head_bias_node];
+        match HeadBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (logits, kept) = B::hybrid_head_forward(
+                    features.clone(),
+                    fc_weight.clone(),
+                    fc_bias,
+                    circuit.clone(),
+                    head_weight.clone(),
+                    head_bias,
+                    shape,
+                );
+                prep.finish(HeadState { features, fc_weight, circuit, head_weight, kept, shape }, logits)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::hybrid_head(
+                features,
+                fc_weight,
+                fc_bias,
+                circuit,
+                head_weight,
+                head_bias,
+                shape,
+            )),
+        }
+    }
+
+    fn cross_entropy(logits: FloatTensor<Self>, labels: Vec<usize>) -> FloatTensor<Self> {
+        let (logits, logits_node) = logits.into_parts();
+        match CrossEntropyBackward.prepare::<C>([logits_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (loss, gradient) = B::cross_entropy_forward(logits, labels);
+                prep.finish(gradient, loss)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cross_entropy(logits, labels)),
         }
     }
 }

@@ -1,26 +1,36 @@
-//! Fused CPU kernels for the compact models' two hot spots, as a burn backend extension with
-//! its own backward passes:
+//! Fused CPU kernels for the compact models' hot spots, as a burn backend extension with its
+//! own backward passes:
 //!
 //! - [`conv_block`]: convolution + bias + ReLU + max-pool as one operation
 //!   ([`conv`]: one matrix product per pass for the whole batch, no pooling indices stored);
 //! - [`circuit`]: the 4-qubit circuit's expectation values and adjoint gradients by `shared`'s
 //!   simulator ([`quantum`]), instead of the few dozen small tensor operations of
-//!   [`crate::circuit::Circuit`]'s tensor form.
+//!   [`crate::circuit::Circuit`]'s tensor form;
+//! - [`hybrid_head`]: the hybrid's last linear layer, circuit and head as one operation
+//!   ([`head`]);
+//! - [`cross_entropy`]: the training loss ([`loss`]).
 //!
 //! Composed from burn's operations, one training step of the default hybrid is about a hundred
 //! small kernels and their autodiff nodes; fused, it is a handful (`benches/epoch.rs` times the
-//! step, `docs/training-speed.md` compares). They run on burn's CPU backend (flex), with or without autodiff; elsewhere (wgpu) the
-//! model composes burn's operations (each function here returns `None` there).
+//! step, `docs/training-speed.md` compares). They run on burn's CPU backend (flex), with or
+//! without autodiff; elsewhere (wgpu) the model composes burn's operations (each function here
+//! returns `None` there).
 
 pub mod conv;
+pub mod head;
+pub mod loss;
 pub mod quantum;
 
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::PaddingConfig2d;
+use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
+use shared::quantum::WIRES;
+
+use crate::circuit::Circuit;
 
 pub use conv::{BlockShape, ConvGeometry};
+pub use head::HeadShape;
 
 #[cfg(feature = "flex")]
 mod backend;
@@ -100,6 +110,59 @@ pub fn circuit(angles: &Tensor<2>, weights: Tensor<3>) -> Option<Tensor<2>> {
         let _ = weights;
         None
     }
+}
+
+/// The hybrid's logits from the encoder's flattened `features [b, n]`: `head(circuit(fc(x)))`
+/// as one operation, or `None` when it cannot run here (see [`runs_on`]) or on these layers
+/// (a layer without bias, `fc` not to the circuit's 4 angles, more layers than the simulator
+/// takes); the caller then composes the modules.
+///
+/// # Shapes
+/// features `[b, n]` -> logits `[b, classes]`
+pub fn hybrid_head(features: &Tensor<2>, fc: &Linear, circuit: &Circuit, head: &Linear) -> Option<Tensor<2>> {
+    let [batch, width] = features.dims();
+    let [fc_in, fc_out] = fc.weight.dims();
+    let [head_in, classes] = head.weight.dims();
+    let [layers, wires, angles_per_gate] = circuit.weights.dims();
+    let shaped = batch > 0
+        && fc_in == width
+        && [fc_out, head_in, wires] == [WIRES; 3]
+        && angles_per_gate == 3
+        && classes > 0;
+    if !shaped || quantum::ansatz(layers).is_none() || !runs_on(&features.device()) {
+        return None;
+    }
+    let (fc_bias, head_bias) = (fc.bias.as_ref()?, head.bias.as_ref()?);
+    let shape = HeadShape { batch, features: width, classes };
+    #[cfg(feature = "flex")]
+    return Some(backend::hybrid_head(
+        features.clone(),
+        fc.weight.val(),
+        fc_bias.val(),
+        circuit.weights.val(),
+        head.weight.val(),
+        head_bias.val(),
+        shape,
+    ));
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (shape, fc_bias, head_bias);
+        None
+    }
+}
+
+/// The mean cross-entropy `[1]` of `logits [b, classes]` against `labels`, or `None` when it
+/// cannot run here or the labels do not fit the logits.
+pub fn cross_entropy(logits: &Tensor<2>, labels: &[usize]) -> Option<Tensor<1>> {
+    let [rows, classes] = logits.dims();
+    let fits = rows > 0 && rows == labels.len() && labels.iter().all(|&label| label < classes);
+    if !fits || !runs_on(&logits.device()) {
+        return None;
+    }
+    #[cfg(feature = "flex")]
+    return Some(backend::cross_entropy(logits.clone(), labels.to_vec()));
+    #[cfg(not(feature = "flex"))]
+    None
 }
 
 #[cfg(all(test, feature = "flex"))]
@@ -214,5 +277,81 @@ mod tests {
         // More layers than the simulator takes: the tensor form runs instead.
         let deep = Tensor::<3>::zeros([shared::quantum::MAX_LAYERS + 1, 4, 3], &device);
         assert!(super::circuit(&angles, deep).is_none());
+    }
+
+    /// The logits and the gradients of the features and of all five parameters, fused and
+    /// composed from the modules, equal; on the default hybrid's head and a small one.
+    #[test]
+    fn hybrid_head_equals_the_modules_with_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        for (batch, width, classes, layers) in [(16, 512, 6, 4), (3, 7, 2, 1)] {
+            let fc = burn::nn::LinearConfig::new(width, WIRES).init(&device);
+            let head = burn::nn::LinearConfig::new(WIRES, classes).init(&device);
+            let circuit = Circuit::new(layers, &device);
+            let x =
+                Tensor::<2>::random([batch, width], Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let coeffs = Tensor::<2>::random([batch, classes], Distribution::Normal(0.0, 1.0), &device);
+            let run = |y: Tensor<2>| {
+                let grads = (y.clone() * coeffs.clone()).sum().backward();
+                let grad = |t: Option<Tensor<2>>| t.map(vec).unwrap();
+                let bias = |l: &burn::nn::Linear| vec(l.bias.as_ref().unwrap().val().grad(&grads).unwrap());
+                [
+                    vec(y),
+                    grad(x.grad(&grads)),
+                    grad(fc.weight.val().grad(&grads)),
+                    bias(&fc),
+                    vec(circuit.weights.val().grad(&grads).unwrap()),
+                    grad(head.weight.val().grad(&grads)),
+                    bias(&head),
+                ]
+            };
+            let fused = run(hybrid_head(&x, &fc, &circuit, &head).expect("runs on flex"));
+            let composed = run(head.forward(circuit.composed(fc.forward(x.clone()))));
+            let parts = ["logits", "input", "fc weight", "fc bias", "circuit", "head weight", "head bias"];
+            for ((part, f), c) in parts.iter().zip(&fused).zip(&composed) {
+                assert_close(&format!("{batch}x{width} -> {classes}, {layers} layers: {part}"), f, c, 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn hybrid_head_declines_layers_it_does_not_take() {
+        let device = Device::flex();
+        let x = Tensor::<2>::zeros([2, 8], &device);
+        let head = burn::nn::LinearConfig::new(WIRES, 3).init(&device);
+        let circuit = Circuit::new(2, &device);
+        let to_five = burn::nn::LinearConfig::new(8, 5).init(&device);
+        assert!(hybrid_head(&x, &to_five, &circuit, &head).is_none(), "fc not to 4 angles");
+        let no_bias = burn::nn::LinearConfig::new(8, WIRES).with_bias(false).init(&device);
+        assert!(hybrid_head(&x, &no_bias, &circuit, &head).is_none(), "fc without bias");
+        let fc = burn::nn::LinearConfig::new(8, WIRES).init(&device);
+        let logits = hybrid_head(&x, &fc, &circuit, &head).expect("runs without autodiff too");
+        assert_close("inference", &vec(logits), &vec(head.forward(circuit.composed(fc.forward(x)))), 1e-5);
+    }
+
+    /// The loss and its gradient equal burn's `CrossEntropyLoss`; labels that are not classes
+    /// are declined.
+    #[test]
+    fn cross_entropy_equals_burns_with_gradient() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let labels = [0usize, 5, 2, 2, 4, 1, 3];
+        let logits = Tensor::<2>::random([7, 6], Distribution::Normal(0.0, 3.0), &device).require_grad();
+        let run = |loss: Tensor<1>| {
+            let grads = (loss.clone() * 0.5).backward();
+            (vec(loss), vec(logits.grad(&grads).unwrap()))
+        };
+        let targets = Tensor::<1, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [7]),
+            &device,
+        );
+        let burns =
+            burn::nn::loss::CrossEntropyLossConfig::new().init(&device).forward(logits.clone(), targets);
+        let (fused, burns) = (run(cross_entropy(&logits, &labels).expect("runs on flex")), run(burns));
+        assert_close("loss", &fused.0, &burns.0, 1e-6);
+        assert_close("gradient", &fused.1, &burns.1, 1e-6);
+        assert!(cross_entropy(&logits, &[0, 1, 2, 3, 4, 5, 6]).is_none(), "label 6 of 6 classes");
+        assert!(cross_entropy(&logits, &labels[..3]).is_none(), "fewer labels than rows");
     }
 }
