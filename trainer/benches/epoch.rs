@@ -21,7 +21,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use trainer::baselines::{ResNet18Config, Vgg16Config};
 use trainer::circuit::Circuit;
@@ -279,7 +279,7 @@ fn time_phases(config: &NetworkConfig, images: &Images, batch_size: usize, devic
     let mut model = config.init(device);
     let params = trainable_params(&model);
     let (steps, warmup) = steps_for(params);
-    let mut optimizer = AdamConfig::new().init();
+    let mut optimizer = training::optimizer();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut timing = Timing {
         params,
@@ -333,7 +333,7 @@ fn time_trainer_steps(
 ) -> Duration {
     rayon::scope(|_| {
         let mut model = config.init(device);
-        let mut optimizer = AdamConfig::new().init();
+        let mut optimizer = training::optimizer();
         let indices: Vec<usize> = (0..images.len()).collect();
         let (mut elapsed, mut timed) = (Duration::ZERO, 0u32);
         for step in 0.. {

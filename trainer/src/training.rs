@@ -14,7 +14,7 @@ use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, OptimizerRecord};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::RecordError;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
@@ -149,7 +149,7 @@ fn train_in_pool(
     let device = setup.device;
     device.seed(config.seed);
     let mut model = config.model.init(device);
-    let mut optimizer = AdamConfig::new().init();
+    let mut optimizer = optimizer();
     let mut epochs = Vec::new();
     let checkpoints = setup.run_dir.join("checkpoints");
     if resume {
@@ -210,6 +210,12 @@ fn train_in_pool(
         Checkpoint::save(&checkpoints, &model, &optimizer, &epochs)?;
     }
     Ok(TrainedRun { model, epochs })
+}
+
+/// The optimizer of every run: Adam with burn's defaults, each parameter's step one fused
+/// operation on the CPU ([`fused::adam::FusedAdam`]).
+pub fn optimizer() -> ModuleOptimizer {
+    ModuleOptimizer::from(fused::adam::FusedAdam::default())
 }
 
 /// One batch's gradients, mean loss and correct predictions.

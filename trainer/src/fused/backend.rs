@@ -13,6 +13,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::{Tensor, TensorData};
 
+use super::adam::{self, AdamScalars};
 use super::{conv, head, loss, quantum, BlockShape, HeadShape};
 
 /// The fused operations; `*_forward` / `*_backward` run on the inner backend only, called
@@ -133,6 +134,19 @@ pub trait FusedBackend: Backend {
         unreachable!("the inner backend runs the forward pass")
     }
 
+    /// One Adam step of a parameter: the parameter and both moments updated ([`adam`]). Only
+    /// on the inner backend: optimizers step parameters outside the autodiff graph.
+    fn adam_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        scalars: AdamScalars,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let _ = (param, grad, moment_1, moment_2, scalars);
+        unreachable!("optimizers step the inner backend's tensors")
+    }
+
     /// `gradient` (the loss's, kept by the forward pass) times the scalar `grad [1]`.
     fn cross_entropy_backward(gradient: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         let _ = (gradient, grad);
@@ -176,6 +190,23 @@ pub(super) fn hybrid_head(
         head_bias.into_dispatch(),
         shape,
     ))
+}
+
+pub(super) fn adam_step<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+    scalars: AdamScalars,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let (param, moment_1, moment_2) = Dispatch::adam_step(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        moment_1.into_dispatch(),
+        moment_2.into_dispatch(),
+        scalars,
+    );
+    (Tensor::from_dispatch(param), Tensor::from_dispatch(moment_1), Tensor::from_dispatch(moment_2))
 }
 
 pub(super) fn cross_entropy(logits: Tensor<2>, labels: Vec<usize>) -> Tensor<1> {
@@ -315,6 +346,20 @@ impl FusedBackend for Flex {
         let out = loss::cross_entropy(&values(&logits), &labels, dims[1])
             .expect("labels checked by fused::cross_entropy");
         (flex(vec![out.loss], [1]), flex(out.grad, dims))
+    }
+
+    fn adam_step(
+        param: FlexTensor,
+        grad: FlexTensor,
+        moment_1: FlexTensor,
+        moment_2: FlexTensor,
+        scalars: AdamScalars,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let shape = param.layout().shape().clone();
+        let (param, moment_1, moment_2) =
+            adam::step(&values(&param), &values(&grad), &values(&moment_1), &values(&moment_2), &scalars);
+        let tensor = |values: Vec<f32>| FlexTensor::from_data(TensorData::new(values, shape.clone()));
+        (tensor(param), tensor(moment_1), tensor(moment_2))
     }
 
     fn cross_entropy_backward(gradient: FlexTensor, grad: FlexTensor) -> FlexTensor {

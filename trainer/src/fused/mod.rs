@@ -8,7 +8,8 @@
 //!   [`crate::circuit::Circuit`]'s tensor form;
 //! - [`hybrid_head`]: the hybrid's last linear layer, circuit and head as one operation
 //!   ([`head`]);
-//! - [`cross_entropy`]: the training loss ([`loss`]).
+//! - [`cross_entropy`]: the training loss ([`loss`]);
+//! - [`adam::FusedAdam`]: burn's Adam with each parameter's step as one operation.
 //!
 //! Composed from burn's operations, one training step of the default hybrid is about a hundred
 //! small kernels and their autodiff nodes; fused, it is a handful (`benches/epoch.rs` times the
@@ -16,6 +17,7 @@
 //! without autodiff; elsewhere (wgpu) the model composes burn's operations (each function here
 //! returns `None` there).
 
+pub mod adam;
 pub mod conv;
 pub mod head;
 pub mod loss;
