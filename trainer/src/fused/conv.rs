@@ -4,12 +4,14 @@
 //! The whole batch is one matrix product per pass: the input's patches (im2col) form a
 //! `[patch, columns]` matrix (`columns` = batch x output positions), so the convolution is
 //! `weights [out, patch] x patches`, the weight gradient `dz [out, columns] x patches^T`
-//! (computed as its transpose) and the input gradient `weights^T x dz`, folded back onto the
+//! ([`dense::row_products`]) and the input gradient `weights^T x dz`, folded back onto the
 //! image. Patches and activations keep the output positions innermost, so the copies between
 //! layouts run along rows. The forward pass keeps, for each output value, where its gradient
 //! goes back to (the pool window's winner, or none where the ReLU was inactive) in one byte.
 
 use gemm::Parallelism;
+
+use super::dense;
 
 /// Stride, padding (the same on all four sides) and max-pool window of a block; the pool's
 /// stride is its window, as in the model.
@@ -194,14 +196,17 @@ pub fn backward(
     );
     let (dz, bias) = unpool(shape, &kept.winners, grad_output); // [out, columns], [out]
 
-    // Computed transposed, patches x dz^T: gemm then packs dz ([out, columns]) where for
-    // dz x patches^T it packs the patches, 4.5 times as many values, on every step.
-    let weight_grad_transposed = matmul(
-        Matrix { data: patches, rows: patch_len, cols: columns, row_stride: columns, col_stride: 1 },
-        Matrix { data: &dz, rows: columns, cols: out, row_stride: 1, col_stride: columns },
-        false,
-    );
-    let weight_grad = transpose(&weight_grad_transposed, patch_len, out);
+    // dz x patches^T: few rows of thousands of columns, row by row where the CPU allows.
+    let weight_grad = dense::row_products(&dz, patches, columns).unwrap_or_else(|| {
+        // By gemm, computed transposed (patches x dz^T): gemm then packs dz ([out, columns])
+        // where for dz x patches^T it packs the patches, 4.5 times as many values.
+        let weight_grad_transposed = matmul(
+            Matrix { data: patches, rows: patch_len, cols: columns, row_stride: columns, col_stride: 1 },
+            Matrix { data: &dz, rows: columns, cols: out, row_stride: 1, col_stride: columns },
+            false,
+        );
+        dense::transpose(&weight_grad_transposed, patch_len, out)
+    });
     let input = input_grad.then(|| {
         let grad_patches = matmul(
             Matrix { data: weight, rows: patch_len, cols: out, row_stride: 1, col_stride: patch_len },
@@ -429,7 +434,7 @@ fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>,
             let (grad, winners) = (&grad_output[plane.clone()], &winners[plane]);
             if p == 1 {
                 dz_image.iter_mut().zip(grad).zip(winners).for_each(|((d, &g), &w)| *d = routed(g, w));
-                *bias += sum(dz_image);
+                *bias += dense::sum(dz_image);
                 continue;
             }
             for (py, (grad, winners)) in grad.chunks_exact(pw).zip(winners.chunks_exact(pw)).enumerate() {
@@ -468,22 +473,6 @@ fn window_winner(shape: &BlockShape, image: &[f32], py: usize, px: usize) -> (us
         }
     }
     best
-}
-
-/// The sum of `values` in eight interleaved lanes (so it vectorises), in a fixed order.
-fn sum(values: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let chunks = values.chunks_exact(8);
-    let rest: f32 = chunks.remainder().iter().sum();
-    for chunk in chunks {
-        lanes.iter_mut().zip(chunk).for_each(|(l, &v)| *l += v);
-    }
-    lanes.iter().sum::<f32>() + rest
-}
-
-/// The `[cols, rows]` transpose of a row-major `[rows, cols]` matrix.
-fn transpose(matrix: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols).flat_map(|c| (0..rows).map(move |r| matrix[r * cols + c])).collect()
 }
 
 /// A strided view of a row-major buffer.

@@ -9,6 +9,7 @@
 
 use shared::quantum::{Ansatz, WIRES};
 
+use super::dense::{axpy, dot, transpose};
 use super::quantum;
 
 /// The head's sizes.
@@ -72,9 +73,9 @@ pub struct Gradients {
 
 /// `head(circuit(fc(features)))` for `features [batch, features]`.
 pub fn forward(shape: &HeadShape, ansatz: &Ansatz, features: &[f32], params: &HeadParams) -> Forward {
-    let angles = linear(features, &transposed(params.fc_weight, WIRES), params.fc_bias);
+    let angles = linear(features, &transpose(params.fc_weight, shape.features, WIRES), params.fc_bias);
     let expvals = quantum::expvals(ansatz, &angles, params.circuit);
-    let logits = linear(&expvals, &transposed(params.head_weight, shape.classes), params.head_bias);
+    let logits = linear(&expvals, &transpose(params.head_weight, WIRES, shape.classes), params.head_bias);
     Forward { logits, kept: Kept { angles, expvals } }
 }
 
@@ -88,26 +89,20 @@ pub fn backward(
     grad: &[f32],
     input_grad: bool,
 ) -> Gradients {
-    let head_weight = transposed(params.head_weight, shape.classes);
+    let head_weight = transpose(params.head_weight, WIRES, shape.classes);
     let (grad_expvals, head_weight, head_bias) =
         linear_backward(&kept.expvals, &head_weight, grad, shape.classes, true);
     let (grad_angles, circuit) = quantum::backward(ansatz, &kept.angles, params.circuit, &grad_expvals);
-    let fc_weight = transposed(params.fc_weight, WIRES);
+    let fc_weight = transpose(params.fc_weight, shape.features, WIRES);
     let (input, fc_weight, fc_bias) = linear_backward(features, &fc_weight, &grad_angles, WIRES, input_grad);
     Gradients {
         input,
-        fc_weight: transposed(&fc_weight, shape.features),
+        fc_weight: transpose(&fc_weight, WIRES, shape.features),
         fc_bias,
         circuit,
-        head_weight: transposed(&head_weight, WIRES),
+        head_weight: transpose(&head_weight, shape.classes, WIRES),
         head_bias,
     }
-}
-
-/// `matrix [rows, columns]` as `[columns, rows]`, given its `columns`.
-fn transposed(matrix: &[f32], columns: usize) -> Vec<f32> {
-    let rows = matrix.len() / columns;
-    (0..columns).flat_map(|c| (0..rows).map(move |r| matrix[r * columns + c])).collect()
 }
 
 /// `x [rows, in] · weight^T + bias` for `weight [out, in]`, `bias [out]`.
@@ -143,24 +138,4 @@ fn linear_backward(
         grad_bias.iter_mut().zip(dy_row).for_each(|(b, d)| *b += d);
     }
     (grad_x, grad_weight, grad_bias)
-}
-
-/// Lanes summed side by side: the sum's order is fixed, and the compiler vectorises it.
-const LANES: usize = 16;
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for k in 0..LANES {
-            lanes[k] += x[k] * y[k];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// `y += a x`.
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
 }

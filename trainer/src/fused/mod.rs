@@ -19,6 +19,7 @@
 
 pub mod adam;
 pub mod conv;
+pub mod dense;
 pub mod head;
 pub mod loss;
 pub mod quantum;
