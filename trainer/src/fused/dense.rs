@@ -63,7 +63,7 @@ pub const MAX_ROW_PRODUCT_VALUES: usize = 1 << 18;
 /// then multiplies by `gemm`.
 pub fn row_products(a: &[f32], b: &[f32], len: usize) -> Option<Vec<f32>> {
     let fits = len >= MIN_ROW_PRODUCT_LEN && a.len() + b.len() <= MAX_ROW_PRODUCT_VALUES;
-    if !fits || a.len() % len != 0 || b.len() % len != 0 {
+    if !fits || !a.len().is_multiple_of(len) || !b.len().is_multiple_of(len) {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -162,8 +162,7 @@ mod tests {
     /// Every block size and tail: the products equal the plain dot products.
     #[test]
     fn row_products_equal_the_dot_products() {
-        let values =
-            |n: usize, seed: f32| (0..n).map(|i| ((i as f32 * 0.37 + seed).sin())).collect::<Vec<_>>();
+        let values = |n: usize, seed: f32| (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect::<Vec<_>>();
         for (a_rows, b_rows, len) in [(8, 36, 4096), (16, 9, 2048), (9, 3, 2061), (1, 1, 2050), (17, 5, 4096)]
         {
             assert!((a_rows + b_rows) * len <= MAX_ROW_PRODUCT_VALUES);
