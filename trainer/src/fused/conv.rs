@@ -9,6 +9,8 @@
 //! layouts run along rows. The forward pass keeps, for each output value, where its gradient
 //! goes back to (the pool window's winner, or none where the ReLU was inactive) in one byte.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 
 use super::dense;
@@ -227,14 +229,14 @@ fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
     let spare = &mut patches.spare_capacity_mut()[..len];
     for_each_kernel_row(shape, |phased_row, patch_row| {
         let (src, dst) = (&phased[phased_row..], &mut spare[patch_row]);
-        if dst.len() <= 16 {
-            // Rows of up to a cache line (the default hybrid's are 8 and 16 values): a loop,
-            // where a `memcpy` call per row costs more than the copy.
-            dst.iter_mut().zip(src).for_each(|(d, &s)| {
-                d.write(s);
-            });
-        } else {
-            dst.write_copy_of_slice(&src[..dst.len()]);
+        // The default hybrid's rows (16 and 8 values) as fixed-size copies, one vector move
+        // each, where a `memcpy` call or a loop of unknown length costs more than the copy.
+        match dst.len() {
+            16 => copy_fixed::<16>(src, dst),
+            8 => copy_fixed::<8>(src, dst),
+            n => {
+                dst.write_copy_of_slice(&src[..n]);
+            }
         }
     });
     // SAFETY: `for_each_kernel_row` calls the closure once for each (patch row, image, output
@@ -245,6 +247,14 @@ fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
         patches.set_len(len);
     }
     patches
+}
+
+/// `dst = src[..N]`, for `dst` of `N` values.
+#[inline(always)]
+fn copy_fixed<const N: usize>(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+    let src: &[f32; N] = src[..N].try_into().expect("N values");
+    let dst: &mut [MaybeUninit<f32>; N] = dst.try_into().expect("N values");
+    *dst = src.map(MaybeUninit::new);
 }
 
 /// The inverse of [`im2col`]: each patch entry's gradient added to the input value it came from.
