@@ -305,14 +305,13 @@ fn unphase(shape: &BlockShape, phased: &[f32]) -> Vec<f32> {
 
 /// For each input row in order, where its padded row starts in the phased input: row `y` of
 /// phase `(y % stride, 0)`; the other phases' runs follow at [`BlockShape::phase_len`] apart.
-fn phased_rows(shape: &BlockShape) -> impl Iterator<Item = usize> + '_ {
-    let (stride, padding) = (shape.geometry.stride, shape.geometry.padding);
+fn phased_rows(shape: &BlockShape) -> impl Iterator<Item = usize> {
+    let (stride, padding, height) = (shape.geometry.stride, shape.geometry.padding, shape.height);
+    // Hoisted: each is a division or two, per row otherwise.
+    let (plane_len, phase_len, phase_w) = (shape.phased_plane_len(), shape.phase_len(), shape.phase_width());
     (0..shape.batch * shape.channels_in).flat_map(move |plane| {
-        (padding..padding + shape.height).map(move |y| {
-            plane * shape.phased_plane_len()
-                + (y % stride) * stride * shape.phase_len()
-                + (y / stride) * shape.phase_width()
-        })
+        (padding..padding + height)
+            .map(move |y| plane * plane_len + (y % stride) * stride * phase_len + (y / stride) * phase_w)
     })
 }
 
