@@ -110,6 +110,7 @@ unsafe fn row_products_avx512(a: &[f32], b: &[f32], len: usize) -> Vec<f32> {
 }
 
 /// The products of the values past the last whole [`LANES`] chunk, in order.
+#[cfg(target_arch = "x86_64")]
 fn tail_product(a: &[f32], b: &[f32]) -> f32 {
     let whole = a.len() - a.len() % LANES;
     a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum()
