@@ -8,6 +8,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
@@ -374,6 +375,20 @@ fn ansatz_of(weights: &FlexTensor) -> shared::quantum::Ansatz {
     quantum::ansatz(layers).expect("layer count checked by fused::circuit")
 }
 
+/// Hands each parent that tracks gradients (its node id, in the operation's order) its
+/// gradient.
+fn register<B: FusedBackend, const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    computed: [FloatTensor<B>; N],
+) {
+    for (id, grad) in parents.into_iter().zip(computed) {
+        if let Some(id) = id {
+            grads.register::<B>(id, grad);
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct ConvBlockState<B: FusedBackend> {
     weight: FloatTensor<B>,
@@ -388,16 +403,12 @@ impl<B: FusedBackend> Backward<B, 3> for ConvBlockBackward {
     type State = ConvBlockState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [input, weight, bias] = ops.parents;
+        let parents = ops.parents.map(|node| node.map(|node| node.id));
         let grad = grads.consume::<B>(&ops.node);
         let state = ops.state;
-        let (grad_input, grad_weight, grad_bias) =
-            B::conv_block_backward(state.weight, &state.kept, grad, state.shape, input.is_some());
-        for (node, grad) in [(input, grad_input), (weight, grad_weight), (bias, grad_bias)] {
-            if let Some(node) = node {
-                grads.register::<B>(node.id, grad);
-            }
-        }
+        let (input, weight, bias) =
+            B::conv_block_backward(state.weight, &state.kept, grad, state.shape, parents[0].is_some());
+        register::<B, 3>(grads, parents, [input, weight, bias]);
     }
 }
 
@@ -414,15 +425,10 @@ impl<B: FusedBackend> Backward<B, 2> for CircuitBackward {
     type State = CircuitState<B>;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [angles, weights] = ops.parents;
+        let parents = ops.parents.map(|node| node.map(|node| node.id));
         let grad = grads.consume::<B>(&ops.node);
-        let state = ops.state;
-        let (grad_angles, grad_weights) = B::circuit_backward(state.angles, state.weights, grad);
-        for (node, grad) in [(angles, grad_angles), (weights, grad_weights)] {
-            if let Some(node) = node {
-                grads.register::<B>(node.id, grad);
-            }
-        }
+        let (angles, weights) = B::circuit_backward(ops.state.angles, ops.state.weights, grad);
+        register::<B, 2>(grads, parents, [angles, weights]);
     }
 }
 
@@ -443,9 +449,9 @@ impl<B: FusedBackend> Backward<B, 6> for HeadBackward {
     type State = HeadState<B>;
 
     fn backward(self, ops: Ops<Self::State, 6>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let parents = ops.parents.map(|node| node.map(|node| node.id));
         let grad = grads.consume::<B>(&ops.node);
         let state = ops.state;
-        let [features, ..] = &ops.parents;
         let (input, fc_weight, fc_bias, circuit, head_weight, head_bias) = B::hybrid_head_backward(
             state.features,
             state.fc_weight,
@@ -454,14 +460,9 @@ impl<B: FusedBackend> Backward<B, 6> for HeadBackward {
             &state.kept,
             grad,
             state.shape,
-            features.is_some(),
+            parents[0].is_some(),
         );
-        let computed = [input, fc_weight, fc_bias, circuit, head_weight, head_bias];
-        for (node, grad) in ops.parents.into_iter().zip(computed) {
-            if let Some(node) = node {
-                grads.register::<B>(node.id, grad);
-            }
-        }
+        register::<B, 6>(grads, parents, [input, fc_weight, fc_bias, circuit, head_weight, head_bias]);
     }
 }
 
@@ -473,11 +474,9 @@ impl<B: FusedBackend> Backward<B, 1> for CrossEntropyBackward {
     type State = FloatTensor<B>;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let parents = ops.parents.map(|node| node.map(|node| node.id));
         let grad = grads.consume::<B>(&ops.node);
-        let [logits] = ops.parents;
-        if let Some(node) = logits {
-            grads.register::<B>(node.id, B::cross_entropy_backward(ops.state, grad));
-        }
+        register::<B, 1>(grads, parents, [B::cross_entropy_backward(ops.state, grad)]);
     }
 }
 
