@@ -178,11 +178,9 @@ impl Model {
     /// images `[b, 1, 64, 64]` -> logits `[b, classes]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let features = self.encoder.features(images); // [b, n]
-        let fused = self.circuit.as_ref().and_then(|circuit| {
-            fused::hybrid_head(&features, &self.encoder.fc, circuit, &self.head)
-            // [b, classes]
-        });
-        fused.unwrap_or_else(|| self.composed_head(features))
+        let head = |circuit| fused::hybrid_head(&features, &self.encoder.fc, circuit, &self.head);
+        let fused = self.circuit.as_ref().and_then(head);
+        fused.unwrap_or_else(|| self.composed_head(features)) // [b, classes]
     }
 
     /// From the encoder's flattened features to the logits by each module's own forward pass:
@@ -190,7 +188,7 @@ impl Model {
     ///
     /// # Shapes
     /// features `[b, n]` -> logits `[b, classes]`
-    pub fn composed_head(&self, features: Tensor<2>) -> Tensor<2> {
+    fn composed_head(&self, features: Tensor<2>) -> Tensor<2> {
         let features = self.encoder.fc.forward(features); // [b, encoder_out]
         let features = match &self.circuit {
             Some(circuit) => circuit.forward(features), // [b, 4] expectation values
