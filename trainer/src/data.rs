@@ -361,13 +361,18 @@ pub struct Batch {
     pub images: Tensor<4>,
     /// `[b]` class labels.
     pub labels: Tensor<1, Int>,
+    /// The same labels as class indices, for the fused loss and for counting right answers.
+    pub classes: Vec<usize>,
 }
 
 /// Builds the batch of images `indices` on `device`.
 pub fn batch(images: &Images, indices: &[usize], device: &Device) -> Batch {
+    let classes: Vec<usize> = indices.iter().map(|&i| usize::from(images.labels[i])).collect();
+    let labels: Vec<i64> = indices.iter().map(|&i| i64::from(images.labels[i])).collect();
     Batch {
         images: images_tensor(indices.iter().map(|&i| images.image(i)), device),
-        labels: labels_tensor(images, indices, device),
+        labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
+        classes,
     }
 }
 
@@ -379,11 +384,6 @@ pub fn images_tensor<'a>(images: impl ExactSizeIterator<Item = &'a [u8]>, device
         values.extend(image.iter().map(|&p| f32::from(p) / 255.0));
     }
     Tensor::from_data(TensorData::new(values, [count, 1, IMAGE_SIDE, IMAGE_SIDE]), device)
-}
-
-fn labels_tensor(images: &Images, indices: &[usize], device: &Device) -> Tensor<1, Int> {
-    let labels: Vec<i64> = indices.iter().map(|&i| i64::from(images.labels[i])).collect();
-    Tensor::from_data(TensorData::new(labels, [indices.len()]), device)
 }
 
 /// SplitMix64: a tiny, fast, seedable generator; enough for shuffling, and the same on every

@@ -17,7 +17,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::RecordError;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -246,10 +246,8 @@ pub fn batch_gradients<M: Classifier>(
     let part_gradients = |model: &M, part: &[usize]| {
         let batch = data::batch(images, part, device);
         let logits = model.logits(batch.images);
-        let correct = count_correct(logits.clone(), &images.labels, part);
-        let labels: Vec<usize> = part.iter().map(|&i| usize::from(images.labels[i])).collect();
-        let loss = fused::cross_entropy(&logits, &labels)
-            .unwrap_or_else(|| CrossEntropyLossConfig::new().init(device).forward(logits, batch.labels));
+        let correct = count_correct(logits.clone(), &batch.classes);
+        let loss = cross_entropy(logits, batch.labels, &batch.classes);
         let share = part.len() as f64 / indices.len() as f64;
         let grads = GradientsParams::from_grads((loss.clone() * share).backward(), model);
         (grads, f64::from(loss.into_scalar::<f32>()) * share, correct)
@@ -289,10 +287,18 @@ fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> Progr
     bar
 }
 
-fn count_correct(logits: Tensor<2>, labels: &[u8], indices: &[usize]) -> usize {
+/// The mean cross-entropy of `logits` against a batch's `labels` (`classes` the same as
+/// indices): one fused operation where the fused kernels run ([`fused::cross_entropy`]),
+/// burn's `CrossEntropyLoss` elsewhere.
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>, classes: &[usize]) -> Tensor<1> {
+    fused::cross_entropy(&logits, classes)
+        .unwrap_or_else(|| CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, labels))
+}
+
+fn count_correct(logits: Tensor<2>, classes: &[usize]) -> usize {
     let predicted = logits.argmax(1).into_data().convert::<i64>();
     let predicted = predicted.as_slice::<i64>().unwrap_or_default();
-    predicted.iter().zip(indices).filter(|(&p, &i)| p == i64::from(labels[i])).count()
+    predicted.iter().zip(classes).filter(|(&p, &class)| usize::try_from(p) == Ok(class)).count()
 }
 
 /// Images per forward pass when only predicting (no gradients, so larger batches pay off).

@@ -13,6 +13,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::tensor::{Tensor, TensorData};
+use shared::quantum::WIRES;
 
 use super::adam::{self, AdamScalars};
 use super::{conv, head, loss, quantum, BlockShape, HeadShape};
@@ -102,9 +103,7 @@ pub trait FusedBackend: Backend {
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn hybrid_head_backward(
         features: FloatTensor<Self>,
-        fc_weight: FloatTensor<Self>,
         circuit: FloatTensor<Self>,
-        head_weight: FloatTensor<Self>,
         kept: &HeadKept,
         grad: FloatTensor<Self>,
         shape: HeadShape,
@@ -117,7 +116,7 @@ pub trait FusedBackend: Backend {
         FloatTensor<Self>,
         FloatTensor<Self>,
     ) {
-        let _ = (features, fc_weight, circuit, head_weight, kept, grad, shape, input_grad);
+        let _ = (features, circuit, kept, grad, shape, input_grad);
         unreachable!("the inner backend runs the backward pass")
     }
 
@@ -135,6 +134,12 @@ pub trait FusedBackend: Backend {
         unreachable!("the inner backend runs the forward pass")
     }
 
+    /// `gradient` (the loss's, kept by the forward pass) times the scalar `grad [1]`.
+    fn cross_entropy_backward(gradient: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let _ = (gradient, grad);
+        unreachable!("the inner backend runs the backward pass")
+    }
+
     /// One Adam step of a parameter: the parameter and both moments updated ([`adam`]). Only
     /// on the inner backend: optimizers step parameters outside the autodiff graph.
     fn adam_step(
@@ -146,12 +151,6 @@ pub trait FusedBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let _ = (param, grad, moment_1, moment_2, scalars);
         unreachable!("optimizers step the inner backend's tensors")
-    }
-
-    /// `gradient` (the loss's, kept by the forward pass) times the scalar `grad [1]`.
-    fn cross_entropy_backward(gradient: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        let _ = (gradient, grad);
-        unreachable!("the inner backend runs the backward pass")
     }
 }
 
@@ -193,6 +192,10 @@ pub(super) fn hybrid_head(
     ))
 }
 
+pub(super) fn cross_entropy(logits: Tensor<2>, labels: Vec<usize>) -> Tensor<1> {
+    Tensor::from_dispatch(Dispatch::cross_entropy(logits.into_dispatch(), labels))
+}
+
 pub(super) fn adam_step<const D: usize>(
     param: Tensor<D>,
     grad: Tensor<D>,
@@ -208,10 +211,6 @@ pub(super) fn adam_step<const D: usize>(
         scalars,
     );
     (Tensor::from_dispatch(param), Tensor::from_dispatch(moment_1), Tensor::from_dispatch(moment_2))
-}
-
-pub(super) fn cross_entropy(logits: Tensor<2>, labels: Vec<usize>) -> Tensor<1> {
-    Tensor::from_dispatch(Dispatch::cross_entropy(logits.into_dispatch(), labels))
 }
 
 /// What a block's backward pass needs from its forward pass; shared, so the autodiff state
@@ -308,37 +307,23 @@ impl FusedBackend for Flex {
 
     fn hybrid_head_backward(
         features: FlexTensor,
-        fc_weight: FlexTensor,
         circuit: FlexTensor,
-        head_weight: FlexTensor,
         kept: &HeadKept,
         grad: FlexTensor,
         shape: HeadShape,
         input_grad: bool,
     ) -> HeadGradients<Flex> {
-        let dims = (fc_weight.layout().shape().dims::<2>(), circuit.layout().shape().dims::<3>());
-        let head_dims = head_weight.layout().shape().dims::<2>();
-        let (fc_values, circuit_values, head_values) =
-            (values(&fc_weight), values(&circuit), values(&head_weight));
-        // The biases do not enter the gradients.
-        let params = head::HeadParams {
-            fc_weight: &fc_values,
-            fc_bias: &[],
-            circuit: &circuit_values,
-            head_weight: &head_values,
-            head_bias: &[],
-        };
-        let ansatz = ansatz_of(&circuit);
-        let grads =
-            head::backward(&shape, &ansatz, &values(&features), &params, kept, &values(&grad), input_grad);
+        let (ansatz, circuit_dims) = (ansatz_of(&circuit), circuit.layout().shape().dims::<3>());
+        let (features, circuit, grad) = (values(&features), values(&circuit), values(&grad));
+        let grads = head::backward(&shape, &ansatz, &features, &circuit, kept, &grad, input_grad);
         let input = if input_grad { flex(grads.input, shape.input_dims()) } else { flex(Vec::new(), [0]) };
         (
             input,
-            flex(grads.fc_weight, dims.0),
-            flex(grads.fc_bias, [dims.0[1]]),
-            flex(grads.circuit, dims.1),
-            flex(grads.head_weight, head_dims),
-            flex(grads.head_bias, [head_dims[1]]),
+            flex(grads.fc_weight, [shape.features, WIRES]),
+            flex(grads.fc_bias, [WIRES]),
+            flex(grads.circuit, circuit_dims),
+            flex(grads.head_weight, [WIRES, shape.classes]),
+            flex(grads.head_bias, [shape.classes]),
         )
     }
 
@@ -347,6 +332,12 @@ impl FusedBackend for Flex {
         let out = loss::cross_entropy(&values(&logits), &labels, dims[1])
             .expect("labels checked by fused::cross_entropy");
         (flex(vec![out.loss], [1]), flex(out.grad, dims))
+    }
+
+    fn cross_entropy_backward(gradient: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let dims = gradient.layout().shape().dims::<2>();
+        let scale = values(&grad).first().copied().unwrap_or(0.0);
+        flex(values(&gradient).iter().map(|g| g * scale).collect(), dims)
     }
 
     fn adam_step(
@@ -361,12 +352,6 @@ impl FusedBackend for Flex {
             adam::step(&values(&param), &values(&grad), &values(&moment_1), &values(&moment_2), &scalars);
         let tensor = |values: Vec<f32>| FlexTensor::from_data(TensorData::new(values, shape.clone()));
         (tensor(param), tensor(moment_1), tensor(moment_2))
-    }
-
-    fn cross_entropy_backward(gradient: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let dims = gradient.layout().shape().dims::<2>();
-        let scale = values(&grad).first().copied().unwrap_or(0.0);
-        flex(values(&gradient).iter().map(|g| g * scale).collect(), dims)
     }
 }
 
@@ -435,9 +420,7 @@ impl<B: FusedBackend> Backward<B, 2> for CircuitBackward {
 #[derive(Clone, Debug)]
 struct HeadState<B: FusedBackend> {
     features: FloatTensor<B>,
-    fc_weight: FloatTensor<B>,
     circuit: FloatTensor<B>,
-    head_weight: FloatTensor<B>,
     kept: HeadKept,
     shape: HeadShape,
 }
@@ -454,9 +437,7 @@ impl<B: FusedBackend> Backward<B, 6> for HeadBackward {
         let state = ops.state;
         let (input, fc_weight, fc_bias, circuit, head_weight, head_bias) = B::hybrid_head_backward(
             state.features,
-            state.fc_weight,
             state.circuit,
-            state.head_weight,
             &state.kept,
             grad,
             state.shape,
@@ -533,14 +514,14 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
             OpsKind::Tracked(prep) => {
                 let (logits, kept) = B::hybrid_head_forward(
                     features.clone(),
-                    fc_weight.clone(),
+                    fc_weight,
                     fc_bias,
                     circuit.clone(),
-                    head_weight.clone(),
+                    head_weight,
                     head_bias,
                     shape,
                 );
-                prep.finish(HeadState { features, fc_weight, circuit, head_weight, kept, shape }, logits)
+                prep.finish(HeadState { features, circuit, kept, shape }, logits)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::hybrid_head(
                 features,

@@ -54,10 +54,14 @@ pub struct Forward {
 /// What the backward pass needs from the forward pass.
 #[derive(Debug)]
 pub struct Kept {
+    /// The first linear layer's weight transposed, `[4, features]`.
+    fc_weight: Vec<f32>,
     /// The circuit's input, `[batch, 4]`.
     angles: Vec<f32>,
     /// The circuit's output, `[batch, 4]`.
     expvals: Vec<f32>,
+    /// The head's weight transposed, `[classes, 4]`.
+    head_weight: Vec<f32>,
 }
 
 /// Gradients of the input and of every parameter, shaped as [`HeadParams`].
@@ -73,28 +77,30 @@ pub struct Gradients {
 
 /// `head(circuit(fc(features)))` for `features [batch, features]`.
 pub fn forward(shape: &HeadShape, ansatz: &Ansatz, features: &[f32], params: &HeadParams) -> Forward {
-    let angles = linear(features, &transpose(params.fc_weight, shape.features, WIRES), params.fc_bias);
+    let fc_weight = transpose(params.fc_weight, shape.features, WIRES);
+    let angles = linear(features, &fc_weight, params.fc_bias);
     let expvals = quantum::expvals(ansatz, &angles, params.circuit);
-    let logits = linear(&expvals, &transpose(params.head_weight, WIRES, shape.classes), params.head_bias);
-    Forward { logits, kept: Kept { angles, expvals } }
+    let head_weight = transpose(params.head_weight, WIRES, shape.classes);
+    let logits = linear(&expvals, &head_weight, params.head_bias);
+    Forward { logits, kept: Kept { fc_weight, angles, expvals, head_weight } }
 }
 
-/// The gradients for `grad [batch, classes]` of the logits; the input's only when `input_grad`.
+/// The gradients for `grad [batch, classes]` of the logits, with the circuit's `weights`
+/// (the biases do not enter them); the input's only when `input_grad`.
 pub fn backward(
     shape: &HeadShape,
     ansatz: &Ansatz,
     features: &[f32],
-    params: &HeadParams,
+    circuit_weights: &[f32],
     kept: &Kept,
     grad: &[f32],
     input_grad: bool,
 ) -> Gradients {
-    let head_weight = transpose(params.head_weight, WIRES, shape.classes);
     let (grad_expvals, head_weight, head_bias) =
-        linear_backward(&kept.expvals, &head_weight, grad, shape.classes, true);
-    let (grad_angles, circuit) = quantum::backward(ansatz, &kept.angles, params.circuit, &grad_expvals);
-    let fc_weight = transpose(params.fc_weight, shape.features, WIRES);
-    let (input, fc_weight, fc_bias) = linear_backward(features, &fc_weight, &grad_angles, WIRES, input_grad);
+        linear_backward(&kept.expvals, &kept.head_weight, grad, shape.classes, true);
+    let (grad_angles, circuit) = quantum::backward(ansatz, &kept.angles, circuit_weights, &grad_expvals);
+    let (input, fc_weight, fc_bias) =
+        linear_backward(features, &kept.fc_weight, &grad_angles, WIRES, input_grad);
     Gradients {
         input,
         fc_weight: transpose(&fc_weight, WIRES, shape.features),
