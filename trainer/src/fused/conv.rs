@@ -221,27 +221,33 @@ pub fn backward(
 }
 
 /// Row `(c, ky, kx)` of the patch matrix holds, for every output position, the input value
-/// that kernel entry covers (zero in the padding).
+/// that kernel entry covers (zero in the padding). One input plane at a time: its padded,
+/// phased copy stays in L1 while its rows are copied out.
 fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
-    let phased = phase(shape, input);
     let len = shape.patch_len() * shape.columns();
     let mut patches = Vec::with_capacity(len);
     let spare = &mut patches.spare_capacity_mut()[..len];
-    for_each_kernel_row(shape, |phased_row, patch_row| {
-        let (src, dst) = (&phased[phased_row..], &mut spare[patch_row]);
-        // The default hybrid's rows (16 and 8 values) as fixed-size copies, one vector move
-        // each, where a `memcpy` call or a loop of unknown length costs more than the copy.
-        match dst.len() {
-            16 => copy_fixed::<16>(src, dst),
-            8 => copy_fixed::<8>(src, dst),
-            n => {
-                dst.write_copy_of_slice(&src[..n]);
+    let mut plane = PhasedPlane::new(shape);
+    let plane_len = shape.height * shape.width;
+    for index in plane.indices() {
+        plane.fill(&input[index * plane_len..][..plane_len]);
+        plane.for_each_kernel_row(index, |run, patch_row| {
+            let (src, dst) = (&*run, &mut spare[patch_row]);
+            // The default hybrid's rows (16 and 8 values) as fixed-size copies, one vector move
+            // each, where a `memcpy` call or a loop of unknown length costs more than the copy.
+            match dst.len() {
+                16 => copy_fixed::<16>(src, dst),
+                8 => copy_fixed::<8>(src, dst),
+                n => {
+                    dst.write_copy_of_slice(&src[..n]);
+                }
             }
-        }
-    });
-    // SAFETY: `for_each_kernel_row` calls the closure once for each (patch row, image, output
-    // row) with a range of `out_w` values of its own: patch_len x batch x out_h x out_w = `len`
-    // values in disjoint ranges, so the closure wrote every one of them.
+        });
+    }
+    // SAFETY: `for_each_kernel_row` calls the closure once for each (patch row, output row)
+    // of the plane's image and channel with a range of `out_w` values of its own; over all
+    // batch x in planes that is patch_len x batch x out_h x out_w = `len` values in disjoint
+    // ranges, so the closure wrote every one of them.
     #[allow(unsafe_code)]
     unsafe {
         patches.set_len(len);
@@ -257,62 +263,139 @@ fn copy_fixed<const N: usize>(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
     *dst = src.map(MaybeUninit::new);
 }
 
-/// The inverse of [`im2col`]: each patch entry's gradient added to the input value it came from.
-fn col2im(shape: &BlockShape, grad_patches: &[f32]) -> Vec<f32> {
-    let mut phased = vec![0.0; shape.batch * shape.channels_in * shape.phased_plane_len()];
-    for_each_kernel_row(shape, |phased_row, patch_row| {
-        let (src, dst) = (&grad_patches[patch_row], &mut phased[phased_row..]);
-        dst.iter_mut().zip(src).for_each(|(g, &p)| *g += p);
-    });
-    unphase(shape, &phased)
-}
-
-/// The input inside a border of zeros, `padding` wide, each plane split into its `stride x
-/// stride` phases (`[batch, in, stride, stride, phase h, phase w]`; phase `(ry, rx)` holds the
-/// padded rows `ry`, `ry + stride`, ... and their columns `rx`, `rx + stride`, ...), so every
-/// output row of a kernel entry reads one contiguous run. With stride 1, the padded input.
-fn phase(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
-    let (stride, padding, width) = (shape.geometry.stride, shape.geometry.padding, shape.width);
-    let mut phased = vec![0.0; shape.batch * shape.channels_in * shape.phased_plane_len()];
-    // One padded row at a time; its borders stay zero.
-    let mut padded_row = vec![0.0; shape.phase_width() * stride];
-    for (row, start) in input.chunks_exact(width).zip(phased_rows(shape)) {
-        if stride == 1 {
-            phased[start + padding..][..width].copy_from_slice(row);
-        } else {
-            padded_row[padding..padding + width].copy_from_slice(row);
-            split_phases(&padded_row, &mut phased[start..], shape);
-        }
+/// `dst = src`, as fixed-size copies for the default hybrid's rows of 8 and 16 values.
+#[inline(always)]
+fn copy_row(src: &[f32], dst: &mut [f32]) {
+    match dst.len() {
+        16 => *<&mut [f32; 16]>::try_from(dst).expect("16") = src.try_into().expect("16"),
+        8 => *<&mut [f32; 8]>::try_from(dst).expect("8") = src.try_into().expect("8"),
+        _ => dst.copy_from_slice(src),
     }
-    phased
 }
 
-/// The inverse of [`phase`]: the input's values back in `[batch, in, h, w]`.
-fn unphase(shape: &BlockShape, phased: &[f32]) -> Vec<f32> {
-    let (stride, padding, width) = (shape.geometry.stride, shape.geometry.padding, shape.width);
+/// `dst[..N] += src`, for `src` of `N` values.
+#[inline(always)]
+fn add_fixed<const N: usize>(src: &[f32], dst: &mut [f32]) {
+    let src: &[f32; N] = src.try_into().expect("N values");
+    let dst: &mut [f32; N] = (&mut dst[..N]).try_into().expect("N values");
+    // Whole arrays loaded, added and stored: element by element the compiler keeps it scalar.
+    let sum = std::array::from_fn(|i| dst[i] + src[i]);
+    *dst = sum;
+}
+
+/// The inverse of [`im2col`]: each patch entry's gradient added to the input value it came
+/// from, one input plane at a time (each value's terms in the same order as row by row).
+fn col2im(shape: &BlockShape, grad_patches: &[f32]) -> Vec<f32> {
     let mut input = vec![0.0; shape.input_dims().iter().product()];
-    let mut padded_row = vec![0.0; shape.phase_width() * stride];
-    for (row, start) in input.chunks_exact_mut(width).zip(phased_rows(shape)) {
-        if stride == 1 {
-            row.copy_from_slice(&phased[start + padding..][..width]);
-        } else {
-            join_phases(&phased[start..], &mut padded_row, shape);
-            row.copy_from_slice(&padded_row[padding..padding + width]);
-        }
+    let mut plane = PhasedPlane::new(shape);
+    let plane_len = shape.height * shape.width;
+    for index in plane.indices() {
+        plane.values.fill(0.0);
+        plane.for_each_kernel_row(index, |run, patch_row| {
+            let (src, dst) = (&grad_patches[patch_row], run);
+            match src.len() {
+                16 => add_fixed::<16>(src, dst),
+                8 => add_fixed::<8>(src, dst),
+                _ => dst.iter_mut().zip(src).for_each(|(g, &p)| *g += p),
+            }
+        });
+        plane.copy_to(&mut input[index * plane_len..][..plane_len]);
     }
     input
 }
 
-/// For each input row in order, where its padded row starts in the phased input: row `y` of
-/// phase `(y % stride, 0)`; the other phases' runs follow at [`BlockShape::phase_len`] apart.
-fn phased_rows(shape: &BlockShape) -> impl Iterator<Item = usize> {
-    let (stride, padding, height) = (shape.geometry.stride, shape.geometry.padding, shape.height);
-    // Hoisted: each is a division or two, per row otherwise.
-    let (plane_len, phase_len, phase_w) = (shape.phased_plane_len(), shape.phase_len(), shape.phase_width());
-    (0..shape.batch * shape.channels_in).flat_map(move |plane| {
-        (padding..padding + height)
-            .map(move |y| plane * plane_len + (y % stride) * stride * phase_len + (y / stride) * phase_w)
-    })
+/// One input plane inside a border of zeros, `padding` wide, split into its `stride x stride`
+/// phases (`[stride, stride, phase h, phase w]`; phase `(ry, rx)` holds the padded rows `ry`,
+/// `ry + stride`, ... and their columns `rx`, `rx + stride`, ...), so every output row of a
+/// kernel entry reads one contiguous run. With stride 1, the padded plane.
+struct PhasedPlane<'a> {
+    shape: &'a BlockShape,
+    values: Vec<f32>,
+    /// Where each input row's padded row starts in `values`: row `y + padding` of phase
+    /// `((y + padding) % stride, 0)`; the other phases' runs follow [`BlockShape::phase_len`]
+    /// apart. Computed once: a division per row otherwise.
+    row_starts: Vec<usize>,
+    /// For each kernel entry `(ky, kx)`, where its first output row reads from in `values`.
+    kernel_starts: Vec<usize>,
+    /// One padded row, for the phase split; its borders stay zero.
+    padded_row: Vec<f32>,
+}
+
+impl<'a> PhasedPlane<'a> {
+    fn new(shape: &'a BlockShape) -> Self {
+        let (stride, padding, k) = (shape.geometry.stride, shape.geometry.padding, shape.kernel);
+        let (phase_len, phase_w) = (shape.phase_len(), shape.phase_width());
+        let row_starts = (padding..padding + shape.height)
+            .map(|y| (y % stride) * stride * phase_len + (y / stride) * phase_w)
+            .collect();
+        // Padded row oy * stride + ky, column ox * stride + kx: in phase (ky, kx) modulo the
+        // stride, at row oy + ky / stride and column ox + kx / stride.
+        let kernel_starts = (0..k * k)
+            .map(|entry| {
+                let (ky, kx) = (entry / k, entry % k);
+                ((ky % stride) * stride + kx % stride) * phase_len + (ky / stride) * phase_w + kx / stride
+            })
+            .collect();
+        Self {
+            shape,
+            values: vec![0.0; shape.phased_plane_len()],
+            row_starts,
+            kernel_starts,
+            padded_row: vec![0.0; shape.phase_width() * stride],
+        }
+    }
+
+    /// The plane `[h, w]` into the phases; the borders stay zero.
+    fn fill(&mut self, image: &[f32]) {
+        let (stride, padding, width) =
+            (self.shape.geometry.stride, self.shape.geometry.padding, self.shape.width);
+        for (row, &start) in image.chunks_exact(width).zip(&self.row_starts) {
+            if stride == 1 {
+                copy_row(row, &mut self.values[start + padding..][..width]);
+            } else {
+                self.padded_row[padding..padding + width].copy_from_slice(row);
+                split_phases(&self.padded_row, &mut self.values[start..], self.shape);
+            }
+        }
+    }
+
+    /// The inverse of [`Self::fill`]: the plane's values without the border into `image`.
+    fn copy_to(&mut self, image: &mut [f32]) {
+        let (stride, padding, width) =
+            (self.shape.geometry.stride, self.shape.geometry.padding, self.shape.width);
+        for (row, &start) in image.chunks_exact_mut(width).zip(&self.row_starts) {
+            if stride == 1 {
+                copy_row(&self.values[start + padding..][..width], row);
+            } else {
+                join_phases(&self.values[start..], &mut self.padded_row, self.shape);
+                row.copy_from_slice(&self.padded_row[padding..padding + width]);
+            }
+        }
+    }
+
+    /// The planes' indices (`image * in + channel`) channel by channel: each kernel entry's
+    /// patch row is then written (and read) front to back.
+    fn indices(&self) -> impl Iterator<Item = usize> + use<> {
+        let (batch, channels) = (self.shape.batch, self.shape.channels_in);
+        (0..channels).flat_map(move |c| (0..batch).map(move |b| b * channels + c))
+    }
+
+    /// Calls `f(the plane from the run's start, patch row range)` for each kernel entry and
+    /// output row of plane `index` (image `index / in`, channel `index % in`): the output row
+    /// reads the plane's contiguous run.
+    fn for_each_kernel_row(&mut self, index: usize, mut f: impl FnMut(&mut [f32], std::ops::Range<usize>)) {
+        let Self { shape, values, kernel_starts, .. } = self;
+        let (b, c) = (index / shape.channels_in, index % shape.channels_in);
+        let (out_h, out_w, phase_w) = (shape.out_height(), shape.out_width(), shape.phase_width());
+        let first_entry = c * shape.kernel * shape.kernel;
+        for (entry, &start) in kernel_starts.iter().enumerate() {
+            let first_column = (first_entry + entry) * shape.columns() + b * out_h * out_w;
+            for oy in 0..out_h {
+                let column = first_column + oy * out_w;
+                f(&mut values[start + oy * phase_w..], column..column + out_w);
+            }
+        }
+    }
 }
 
 /// Value `x` of a padded row to its phase's run: `phases[(x % stride) * phase_len + x / stride]`.
@@ -356,31 +439,6 @@ fn join(phases: &[f32], row: &mut [f32], phase_len: usize, stride: usize) {
     }
 }
 
-/// Calls `f(start in the phased input, patch row range)` for each output row of each kernel
-/// entry and image: the output row reads the phased input's contiguous run from `start`.
-fn for_each_kernel_row(shape: &BlockShape, mut f: impl FnMut(usize, std::ops::Range<usize>)) {
-    let (k, stride) = (shape.kernel, shape.geometry.stride);
-    let (out_h, out_w) = (shape.out_height(), shape.out_width());
-    let (phase_len, phase_w, plane_len) = (shape.phase_len(), shape.phase_width(), shape.phased_plane_len());
-    for c in 0..shape.channels_in {
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = ((c * k + ky) * k + kx) * shape.columns();
-                // Padded row oy * stride + ky, column ox * stride + kx: in phase (ky, kx) modulo
-                // the stride, at row oy + ky / stride and column ox + kx / stride.
-                let phase = ((ky % stride) * stride + kx % stride) * phase_len + kx / stride;
-                for b in 0..shape.batch {
-                    let plane = (b * shape.channels_in + c) * plane_len + phase;
-                    for oy in 0..out_h {
-                        let column = row + (b * out_h + oy) * out_w;
-                        f(plane + (oy + ky / stride) * phase_w, column..column + out_w);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// `[out, columns]` activations -> `[batch, out, pooled h, pooled w]`: the largest of each
 /// window, and its [`Kept::winners`].
 fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
@@ -388,9 +446,12 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
     let mut output = vec![0.0; batch * out * ph * pw];
     let mut winners = vec![0; output.len()];
-    let planes = output.chunks_exact_mut(ph * pw).zip(winners.chunks_exact_mut(ph * pw));
-    for (plane, (maxima, winners)) in planes.enumerate() {
-        let image = &activations[image_columns(shape, plane / out, plane % out)];
+    // Channel by channel: the activations' rows are read front to back (image by image, they
+    // would be read in steps of a row, which the caches take badly).
+    for (o, b) in (0..out).flat_map(|o| (0..batch).map(move |b| (o, b))) {
+        let plane = (b * out + o) * ph * pw..(b * out + o + 1) * ph * pw;
+        let (maxima, winners) = (&mut output[plane.clone()], &mut winners[plane]);
+        let image = &activations[image_columns(shape, b, o)];
         if p == 1 {
             maxima.copy_from_slice(image);
             winners.iter_mut().zip(image).for_each(|(w, &a)| *w = inactive_unless(a));
@@ -406,7 +467,10 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
                     // on: which activation wins is data, and a mispredicted branch costs more
                     // than the whole window.
                     let [a, b, c] = [top[0], top[1], bottom[0]];
-                    *m = a.max(b).max(c.max(bottom[1]));
+                    // Activations are never NaN (the ReLU's max turns NaN into 0): a compare
+                    // and select, without `f32::max`'s NaN handling.
+                    let larger = |x: f32, y: f32| if y > x { y } else { x };
+                    *m = larger(larger(a, b), larger(c, bottom[1]));
                     let not = |x: f32| u8::from(x != *m);
                     *w = (not(a) * (1 + not(b) * (1 + not(c)))) | inactive_unless(*m);
                 }
@@ -436,8 +500,10 @@ fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>,
     let mut bias = vec![0.0; out];
     // The gradient where the ReLU was active, else zero: a mask on its bits, so no branch.
     let routed = |g: f32, w: u8| f32::from_bits(g.to_bits() & u32::from(w >> 7).wrapping_sub(1));
-    for b in 0..shape.batch {
-        for (o, bias) in bias.iter_mut().enumerate() {
+    // Channel by channel, so `dz`'s rows are written front to back ([`pool`]); each channel's
+    // bias gradient sums its terms in the same order as image by image.
+    for (o, bias) in bias.iter_mut().enumerate() {
+        for b in 0..shape.batch {
             let dz_image = &mut dz[image_columns(shape, b, o)];
             let plane = (b * out + o) * ph * pw..(b * out + o + 1) * ph * pw;
             let (grad, winners) = (&grad_output[plane.clone()], &winners[plane]);
