@@ -14,6 +14,7 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 
 use super::dense;
+use super::window::{self, inactive_unless, routed, INACTIVE};
 
 /// Stride, padding (the same on all four sides) and max-pool window of a block; the pool's
 /// stride is its window, as in the model.
@@ -120,10 +121,6 @@ impl BlockShape {
 /// The largest max-pool window the block takes: a window's positions fit in 7 bits of a
 /// [`Kept::winners`] byte.
 pub const MAX_POOL: usize = 11;
-
-/// Marks an output whose window's largest activation was not positive: the ReLU stopped its
-/// gradient.
-const INACTIVE: u8 = 0x80;
 
 /// The forward pass: its output, and what its backward pass needs.
 pub struct Forward {
@@ -459,36 +456,25 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
         }
         let rows = maxima.chunks_exact_mut(pw).zip(winners.chunks_exact_mut(pw));
         for (py, (maxima, winners)) in rows.enumerate() {
-            let rows = |dy: usize| &image[(py * p + dy) * out_w..][..pw * p];
-            if p == 2 {
-                let windows = rows(0).chunks_exact(2).zip(rows(1).chunks_exact(2));
-                for ((m, w), (top, bottom)) in maxima.iter_mut().zip(winners.iter_mut()).zip(windows) {
-                    // The window is [a b; c d]; its winner's position is counted, not branched
-                    // on: which activation wins is data, and a mispredicted branch costs more
-                    // than the whole window.
-                    let [a, b, c] = [top[0], top[1], bottom[0]];
-                    // Activations are never NaN (the ReLU's max turns NaN into 0): a compare
-                    // and select, without `f32::max`'s NaN handling.
-                    let larger = |x: f32, y: f32| if y > x { y } else { x };
-                    *m = larger(larger(a, b), larger(c, bottom[1]));
-                    let not = |x: f32| u8::from(x != *m);
-                    *w = (not(a) * (1 + not(b) * (1 + not(c)))) | inactive_unless(*m);
-                }
-            } else {
-                for (px, (m, w)) in maxima.iter_mut().zip(winners.iter_mut()).enumerate() {
-                    let (dy, dx) = window_winner(shape, image, py, px);
-                    *m = image[(py * p + dy) * out_w + px * p + dx];
-                    *w = (dy * p + dx) as u8 | inactive_unless(*m); // dy * p + dx < MAX_POOL^2 < INACTIVE
-                }
+            // The models' 2 x 2 windows four at a time, the others one by one.
+            let grouped = if p == 2 { pw / 4 * 4 } else { 0 };
+            let rows = |dy: usize| image[(py * p + dy) * out_w..][..2 * grouped].chunks_exact(8);
+            let outputs = maxima[..grouped].chunks_exact_mut(4).zip(winners[..grouped].chunks_exact_mut(4));
+            for ((m, w), (top, bottom)) in outputs.zip(rows(0).zip(rows(1))) {
+                let (group_maxima, group_winners) =
+                    window::pool_2x2(top.try_into().expect("8"), bottom.try_into().expect("8"));
+                m.copy_from_slice(&group_maxima);
+                w.copy_from_slice(&group_winners);
+            }
+            for px in grouped..pw {
+                let (dy, dx) = window_winner(shape, image, py, px);
+                let m = image[(py * p + dy) * out_w + px * p + dx];
+                // dy * p + dx < MAX_POOL^2 < INACTIVE
+                (maxima[px], winners[px]) = (m, (dy * p + dx) as u8 | inactive_unless(m));
             }
         }
     }
     (output, winners)
-}
-
-/// [`INACTIVE`] unless `largest` is positive (the ReLU let its gradient through), else 0.
-fn inactive_unless(largest: f32) -> u8 {
-    (1 - u8::from(largest > 0.0)) << 7
 }
 
 /// The gradient at the pool's winners where the ReLU was active, zero elsewhere
@@ -498,8 +484,6 @@ fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>,
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
     let mut dz = vec![0.0; out * shape.columns()];
     let mut bias = vec![0.0; out];
-    // The gradient where the ReLU was active, else zero: a mask on its bits, so no branch.
-    let routed = |g: f32, w: u8| f32::from_bits(g.to_bits() & u32::from(w >> 7).wrapping_sub(1));
     // Channel by channel, so `dz`'s rows are written front to back ([`pool`]); each channel's
     // bias gradient sums its terms in the same order as image by image.
     for (o, bias) in bias.iter_mut().enumerate() {
@@ -513,12 +497,24 @@ fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>,
                 continue;
             }
             for (py, (grad, winners)) in grad.chunks_exact(pw).zip(winners.chunks_exact(pw)).enumerate() {
-                for (px, (&g, &w)) in grad.iter().zip(winners).enumerate() {
+                // As in `pool`: the 2 x 2 windows four at a time (writing all their positions),
+                // the others one by one (writing their winner's; the rest is already zero).
+                let grouped = if p == 2 { pw / 4 * 4 } else { 0 };
+                let (top, bottom) = dz_image[py * p * out_w..].split_at_mut(out_w);
+                let rows =
+                    top[..2 * grouped].chunks_exact_mut(8).zip(bottom[..2 * grouped].chunks_exact_mut(8));
+                let inputs = grad[..grouped].chunks_exact(4).zip(winners[..grouped].chunks_exact(4));
+                for ((g, w), (top, bottom)) in inputs.zip(rows) {
+                    let (g, w) = (g.try_into().expect("4"), w.try_into().expect("4"));
+                    let routed =
+                        window::unpool_2x2(g, w, top.try_into().expect("8"), bottom.try_into().expect("8"));
+                    routed.iter().for_each(|g| *bias += g);
+                }
+                for px in grouped..pw {
                     // Inactive windows write a zero at some position of theirs: already zero.
-                    let position = usize::from(w & !INACTIVE);
-                    let (dy, dx) =
-                        if p == 2 { (position >> 1, position & 1) } else { (position / p, position % p) };
-                    let g = routed(g, w);
+                    let position = usize::from(winners[px] & !INACTIVE);
+                    let (dy, dx) = (position / p, position % p);
+                    let g = routed(grad[px], winners[px]);
                     dz_image[(py * p + dy) * out_w + px * p + dx] = g;
                     *bias += g;
                 }
@@ -535,7 +531,7 @@ fn image_columns(shape: &BlockShape, b: usize, o: usize) -> std::ops::Range<usiz
 }
 
 /// The first largest activation of pool window `(py, px)` of one image (`[out h, out w]`),
-/// as `(dy, dx)` within the window: the general window; [`pool`] unrolls the models' 2 x 2.
+/// as `(dy, dx)` within the window.
 fn window_winner(shape: &BlockShape, image: &[f32], py: usize, px: usize) -> (usize, usize) {
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
     let at = |dy: usize, dx: usize| image[(py * p + dy) * out_w + px * p + dx];

@@ -2,7 +2,8 @@
 //! own backward passes:
 //!
 //! - [`conv_block`]: convolution + bias + ReLU + max-pool as one operation
-//!   ([`conv`]: one matrix product per pass for the whole batch, no pooling indices stored);
+//!   ([`conv`]: one matrix product per pass for the whole batch, no pooling indices stored;
+//!   [`window`]: the pool windows);
 //! - [`circuit`]: the 4-qubit circuit's expectation values and adjoint gradients by `shared`'s
 //!   simulator ([`quantum`]), instead of the few dozen small tensor operations of
 //!   [`crate::circuit::Circuit`]'s tensor form;
@@ -23,6 +24,7 @@ pub mod dense;
 pub mod head;
 pub mod loss;
 pub mod quantum;
+pub mod window;
 
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
