@@ -226,25 +226,25 @@ fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
     let spare = &mut patches.spare_capacity_mut()[..len];
     let mut plane = PhasedPlane::new(shape);
     let plane_len = shape.height * shape.width;
+    let (out_w, phase_w) = (shape.out_width(), shape.phase_width());
     for index in plane.indices() {
         plane.fill(&input[index * plane_len..][..plane_len]);
-        plane.for_each_kernel_row(index, |run, patch_row| {
-            let (src, dst) = (&*run, &mut spare[patch_row]);
+        plane.for_each_kernel_entry(index, |runs, columns| {
+            let dst = &mut spare[columns];
             // The default hybrid's rows (16 and 8 values) as fixed-size copies, one vector move
             // each, where a `memcpy` call or a loop of unknown length costs more than the copy.
-            match dst.len() {
-                16 => copy_fixed::<16>(src, dst),
-                8 => copy_fixed::<8>(src, dst),
-                n => {
-                    dst.write_copy_of_slice(&src[..n]);
-                }
+            match out_w {
+                16 => copy_rows::<16>(runs, phase_w, dst),
+                8 => copy_rows::<8>(runs, phase_w, dst),
+                _ => dst.chunks_exact_mut(out_w).zip(runs.chunks(phase_w)).for_each(|(dst, src)| {
+                    dst.write_copy_of_slice(&src[..out_w]);
+                }),
             }
         });
     }
-    // SAFETY: `for_each_kernel_row` calls the closure once for each (patch row, output row)
-    // of the plane's image and channel with a range of `out_w` values of its own; over all
-    // batch x in planes that is patch_len x batch x out_h x out_w = `len` values in disjoint
-    // ranges, so the closure wrote every one of them.
+    // SAFETY: `for_each_kernel_entry` calls the closure once for each kernel entry of each
+    // plane with the entry's `out_h x out_w` columns of that image, which the closure writes
+    // whole: patch_len x batch x out_h x out_w = `len` values in disjoint ranges.
     #[allow(unsafe_code)]
     unsafe {
         patches.set_len(len);
@@ -252,12 +252,14 @@ fn im2col(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
     patches
 }
 
-/// `dst = src[..N]`, for `dst` of `N` values.
+/// `dst`'s rows of `W` values from `src`'s rows, `src_stride` apart.
 #[inline(always)]
-fn copy_fixed<const N: usize>(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
-    let src: &[f32; N] = src[..N].try_into().expect("N values");
-    let dst: &mut [MaybeUninit<f32>; N] = dst.try_into().expect("N values");
-    *dst = src.map(MaybeUninit::new);
+fn copy_rows<const W: usize>(src: &[f32], src_stride: usize, dst: &mut [MaybeUninit<f32>]) {
+    for (y, dst) in dst.chunks_exact_mut(W).enumerate() {
+        let src: &[f32; W] = src[y * src_stride..][..W].try_into().expect("W values");
+        let dst: &mut [MaybeUninit<f32>; W] = dst.try_into().expect("W values");
+        *dst = src.map(MaybeUninit::new);
+    }
 }
 
 /// `dst = src`, as fixed-size copies for the default hybrid's rows of 8 and 16 values.
@@ -270,14 +272,16 @@ fn copy_row(src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// `dst[..N] += src`, for `src` of `N` values.
+/// `src`'s rows of `W` values added to `dst`'s rows, `dst_stride` apart.
 #[inline(always)]
-fn add_fixed<const N: usize>(src: &[f32], dst: &mut [f32]) {
-    let src: &[f32; N] = src.try_into().expect("N values");
-    let dst: &mut [f32; N] = (&mut dst[..N]).try_into().expect("N values");
-    // Whole arrays loaded, added and stored: element by element the compiler keeps it scalar.
-    let sum = std::array::from_fn(|i| dst[i] + src[i]);
-    *dst = sum;
+fn add_rows<const W: usize>(src: &[f32], dst: &mut [f32], dst_stride: usize) {
+    for (y, src) in src.chunks_exact(W).enumerate() {
+        let src: &[f32; W] = src.try_into().expect("W values");
+        let dst: &mut [f32; W] = (&mut dst[y * dst_stride..][..W]).try_into().expect("W values");
+        // Whole arrays loaded, added and stored: element by element the compiler keeps it scalar.
+        let sum = std::array::from_fn(|i| dst[i] + src[i]);
+        *dst = sum;
+    }
 }
 
 /// The inverse of [`im2col`]: each patch entry's gradient added to the input value it came
@@ -286,14 +290,17 @@ fn col2im(shape: &BlockShape, grad_patches: &[f32]) -> Vec<f32> {
     let mut input = vec![0.0; shape.input_dims().iter().product()];
     let mut plane = PhasedPlane::new(shape);
     let plane_len = shape.height * shape.width;
+    let (out_w, phase_w) = (shape.out_width(), shape.phase_width());
     for index in plane.indices() {
         plane.values.fill(0.0);
-        plane.for_each_kernel_row(index, |run, patch_row| {
-            let (src, dst) = (&grad_patches[patch_row], run);
-            match src.len() {
-                16 => add_fixed::<16>(src, dst),
-                8 => add_fixed::<8>(src, dst),
-                _ => dst.iter_mut().zip(src).for_each(|(g, &p)| *g += p),
+        plane.for_each_kernel_entry(index, |runs, columns| {
+            let src = &grad_patches[columns];
+            match out_w {
+                16 => add_rows::<16>(src, runs, phase_w),
+                8 => add_rows::<8>(src, runs, phase_w),
+                _ => src.chunks_exact(out_w).zip(runs.chunks_mut(phase_w)).for_each(|(src, dst)| {
+                    dst.iter_mut().zip(src).for_each(|(g, &p)| *g += p);
+                }),
             }
         });
         plane.copy_to(&mut input[index * plane_len..][..plane_len]);
@@ -377,20 +384,18 @@ impl<'a> PhasedPlane<'a> {
         (0..channels).flat_map(move |c| (0..batch).map(move |b| b * channels + c))
     }
 
-    /// Calls `f(the plane from the run's start, patch row range)` for each kernel entry and
-    /// output row of plane `index` (image `index / in`, channel `index % in`): the output row
-    /// reads the plane's contiguous run.
-    fn for_each_kernel_row(&mut self, index: usize, mut f: impl FnMut(&mut [f32], std::ops::Range<usize>)) {
+    /// Calls `f(the plane from the entry's first run, the entry's patch columns)` for each
+    /// kernel entry of plane `index` (image `index / in`, channel `index % in`): the entry's
+    /// output row `oy` reads the plane's contiguous run `oy` phase rows further, into the
+    /// columns' `oy`-th `out_w` values.
+    fn for_each_kernel_entry(&mut self, index: usize, mut f: impl FnMut(&mut [f32], std::ops::Range<usize>)) {
         let Self { shape, values, kernel_starts, .. } = self;
         let (b, c) = (index / shape.channels_in, index % shape.channels_in);
-        let (out_h, out_w, phase_w) = (shape.out_height(), shape.out_width(), shape.phase_width());
+        let (columns, positions) = (shape.columns(), shape.positions());
         let first_entry = c * shape.kernel * shape.kernel;
         for (entry, &start) in kernel_starts.iter().enumerate() {
-            let first_column = (first_entry + entry) * shape.columns() + b * out_h * out_w;
-            for oy in 0..out_h {
-                let column = first_column + oy * out_w;
-                f(&mut values[start + oy * phase_w..], column..column + out_w);
-            }
+            let first = (first_entry + entry) * columns + b * positions;
+            f(&mut values[start..], first..first + positions);
         }
     }
 }
