@@ -13,8 +13,8 @@ use std::mem::MaybeUninit;
 
 use gemm::Parallelism;
 
-use super::dense;
 use super::window::{self, inactive_unless, routed, INACTIVE};
+use super::{dense, phases};
 
 /// Stride, padding (the same on all four sides) and max-pool window of a block; the pool's
 /// stride is its window, as in the model.
@@ -321,8 +321,6 @@ struct PhasedPlane<'a> {
     row_starts: Vec<usize>,
     /// For each kernel entry `(ky, kx)`, where its first output row reads from in `values`.
     kernel_starts: Vec<usize>,
-    /// One padded row, for the phase split; its borders stay zero.
-    padded_row: Vec<f32>,
 }
 
 impl<'a> PhasedPlane<'a> {
@@ -340,39 +338,33 @@ impl<'a> PhasedPlane<'a> {
                 ((ky % stride) * stride + kx % stride) * phase_len + (ky / stride) * phase_w + kx / stride
             })
             .collect();
-        Self {
-            shape,
-            values: vec![0.0; shape.phased_plane_len()],
-            row_starts,
-            kernel_starts,
-            padded_row: vec![0.0; shape.phase_width() * stride],
-        }
+        Self { shape, values: vec![0.0; shape.phased_plane_len()], row_starts, kernel_starts }
     }
 
     /// The plane `[h, w]` into the phases; the borders stay zero.
     fn fill(&mut self, image: &[f32]) {
         let (stride, padding, width) =
             (self.shape.geometry.stride, self.shape.geometry.padding, self.shape.width);
+        let phase_len = self.shape.phase_len();
         for (row, &start) in image.chunks_exact(width).zip(&self.row_starts) {
             if stride == 1 {
                 copy_row(row, &mut self.values[start + padding..][..width]);
             } else {
-                self.padded_row[padding..padding + width].copy_from_slice(row);
-                split_phases(&self.padded_row, &mut self.values[start..], self.shape);
+                phases::split(row, &mut self.values[start..], phase_len, stride, padding);
             }
         }
     }
 
     /// The inverse of [`Self::fill`]: the plane's values without the border into `image`.
-    fn copy_to(&mut self, image: &mut [f32]) {
+    fn copy_to(&self, image: &mut [f32]) {
         let (stride, padding, width) =
             (self.shape.geometry.stride, self.shape.geometry.padding, self.shape.width);
+        let phase_len = self.shape.phase_len();
         for (row, &start) in image.chunks_exact_mut(width).zip(&self.row_starts) {
             if stride == 1 {
                 copy_row(&self.values[start + padding..][..width], row);
             } else {
-                join_phases(&self.values[start..], &mut self.padded_row, self.shape);
-                row.copy_from_slice(&self.padded_row[padding..padding + width]);
+                phases::join(&self.values[start..], row, phase_len, stride, padding);
             }
         }
     }
@@ -396,47 +388,6 @@ impl<'a> PhasedPlane<'a> {
         for (entry, &start) in kernel_starts.iter().enumerate() {
             let first = (first_entry + entry) * columns + b * positions;
             f(&mut values[start..], first..first + positions);
-        }
-    }
-}
-
-/// Value `x` of a padded row to its phase's run: `phases[(x % stride) * phase_len + x / stride]`.
-fn split_phases(row: &[f32], phases: &mut [f32], shape: &BlockShape) {
-    // The models' strides as constants: the compiler then turns the loop into vector shuffles.
-    match shape.geometry.stride {
-        2 => split(row, phases, shape.phase_len(), 2),
-        4 => split(row, phases, shape.phase_len(), 4),
-        stride => split(row, phases, shape.phase_len(), stride),
-    }
-}
-
-/// The inverse of [`split_phases`].
-fn join_phases(phases: &[f32], row: &mut [f32], shape: &BlockShape) {
-    match shape.geometry.stride {
-        2 => join(phases, row, shape.phase_len(), 2),
-        4 => join(phases, row, shape.phase_len(), 4),
-        stride => join(phases, row, shape.phase_len(), stride),
-    }
-}
-
-#[inline(always)]
-fn split(row: &[f32], phases: &mut [f32], phase_len: usize, stride: usize) {
-    let n = row.len() / stride;
-    assert!(n <= phase_len && phases.len() >= (stride - 1) * phase_len + n, "phases shorter than the row");
-    for j in 0..n {
-        for r in 0..stride {
-            phases[r * phase_len + j] = row[j * stride + r];
-        }
-    }
-}
-
-#[inline(always)]
-fn join(phases: &[f32], row: &mut [f32], phase_len: usize, stride: usize) {
-    let n = row.len() / stride;
-    assert!(n <= phase_len && phases.len() >= (stride - 1) * phase_len + n, "phases shorter than the row");
-    for j in 0..n {
-        for r in 0..stride {
-            row[j * stride + r] = phases[r * phase_len + j];
         }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - [`conv_block`]: convolution + bias + ReLU + max-pool as one operation
 //!   ([`conv`]: one matrix product per pass for the whole batch, no pooling indices stored;
-//!   [`window`]: the pool windows);
+//!   [`phases`]: strided rows in their phases; [`window`]: the pool windows);
 //! - [`circuit`]: the 4-qubit circuit's expectation values and adjoint gradients by `shared`'s
 //!   simulator ([`quantum`]), instead of the few dozen small tensor operations of
 //!   [`crate::circuit::Circuit`]'s tensor form;
@@ -23,6 +23,7 @@ pub mod conv;
 pub mod dense;
 pub mod head;
 pub mod loss;
+pub mod phases;
 pub mod quantum;
 pub mod window;
 
