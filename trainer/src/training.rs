@@ -235,7 +235,7 @@ pub struct BatchGradients {
 /// part order: the result is the whole batch's gradient up to float rounding, and the same on
 /// every run with the same replica count. burn's kernels are parallel too, but at this model's
 /// sizes they keep a second core only half busy; whole parts keep it busy.
-pub fn batch_gradients<M: Classifier>(
+pub fn batch_gradients<M: Classifier + Sync>(
     model: &M,
     images: &Images,
     indices: &[usize],
@@ -256,14 +256,10 @@ pub fn batch_gradients<M: Classifier>(
         let (grads, loss, correct) = part_gradients(model, indices);
         return BatchGradients { grads, loss, correct };
     }
-    // Each worker forks its own copy, so the forks run in parallel too.
-    let parts: Vec<_> = indices
-        .chunks(part_len)
-        .map(|part| (model.clone(), part))
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|(replica, part)| part_gradients(&replica.fork(device), part))
-        .collect();
+    // Each worker clones and forks its own copy: the second part starts without waiting for
+    // either, and the forks run in parallel too.
+    let parts: Vec<_> =
+        indices.par_chunks(part_len).map(|part| part_gradients(&model.clone().fork(device), part)).collect();
     let mut sum = GradientsAccumulator::<M>::new();
     let (mut loss, mut correct) = (0.0, 0);
     for (grads, part_loss, part_correct) in parts {
