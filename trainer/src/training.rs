@@ -310,11 +310,21 @@ where
         },
         || {
             state.store(STARTED, Ordering::Release);
-            let result = second();
-            state.store(DONE, Ordering::Release);
-            result
+            // Done even when `second` panics, so the spinning thread gets to rayon's join,
+            // which passes the panic on.
+            let _done = SetOnDrop(&state, DONE);
+            second()
         },
     )
+}
+
+/// Stores its value into its atomic when dropped.
+struct SetOnDrop<'a>(&'a AtomicU8, u8);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(self.1, Ordering::Release);
+    }
 }
 
 fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
@@ -527,6 +537,21 @@ mod tests {
             assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36], "{threads} threads");
         }
         assert!(in_parallel(&[] as &[usize], &|&i| i).is_empty());
+    }
+
+    #[test]
+    fn a_panic_in_the_other_half_reaches_the_caller() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+        let items = [0, 1];
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| {
+                in_parallel(&items, &|&i| {
+                    assert!(i == 0, "the second half fails");
+                    i
+                })
+            })
+        }));
+        assert!(outcome.is_err());
     }
 
     #[test]
