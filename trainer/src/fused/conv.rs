@@ -287,11 +287,11 @@ fn add_rows<const W: usize>(src: &[f32], dst: &mut [f32], dst_stride: usize) {
 /// The inverse of [`im2col`]: each patch entry's gradient added to the input value it came
 /// from, one input plane at a time (each value's terms in the same order as row by row).
 fn col2im(shape: &BlockShape, grad_patches: &[f32]) -> Vec<f32> {
-    let mut input = vec![0.0; shape.input_dims().iter().product()];
+    let mut input = Vec::with_capacity(shape.input_dims().iter().product());
     let mut plane = PhasedPlane::new(shape);
-    let plane_len = shape.height * shape.width;
     let (out_w, phase_w) = (shape.out_width(), shape.phase_width());
-    for index in plane.indices() {
+    // Image by image, channel by channel: `input`'s order.
+    for index in 0..shape.batch * shape.channels_in {
         plane.values.fill(0.0);
         plane.for_each_kernel_entry(index, |runs, columns| {
             let src = &grad_patches[columns];
@@ -303,7 +303,7 @@ fn col2im(shape: &BlockShape, grad_patches: &[f32]) -> Vec<f32> {
                 }),
             }
         });
-        plane.copy_to(&mut input[index * plane_len..][..plane_len]);
+        plane.append_to(&mut input);
     }
     input
 }
@@ -355,16 +355,19 @@ impl<'a> PhasedPlane<'a> {
         }
     }
 
-    /// The inverse of [`Self::fill`]: the plane's values without the border into `image`.
-    fn copy_to(&self, image: &mut [f32]) {
+    /// The inverse of [`Self::fill`]: the plane's values without the border appended to
+    /// `input`, row by row.
+    fn append_to(&self, input: &mut Vec<f32>) {
         let (stride, padding, width) =
             (self.shape.geometry.stride, self.shape.geometry.padding, self.shape.width);
         let phase_len = self.shape.phase_len();
-        for (row, &start) in image.chunks_exact_mut(width).zip(&self.row_starts) {
+        for &start in &self.row_starts {
             if stride == 1 {
-                copy_row(&self.values[start + padding..][..width], row);
+                input.extend_from_slice(&self.values[start + padding..][..width]);
             } else {
-                phases::join(&self.values[start..], row, phase_len, stride, padding);
+                let row = input.len();
+                input.resize(row + width, 0.0);
+                phases::join(&self.values[start..], &mut input[row..], phase_len, stride, padding);
             }
         }
     }
@@ -438,20 +441,23 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
 fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let [_, out, ph, pw] = shape.output_dims();
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
-    let mut dz = vec![0.0; out * shape.columns()];
+    // Without a pool every value is written in order; windows may leave some out.
+    let len = out * shape.columns();
+    let mut dz = if p == 1 { Vec::with_capacity(len) } else { vec![0.0; len] };
     let mut bias = vec![0.0; out];
     // Channel by channel, so `dz`'s rows are written front to back ([`pool`]); each channel's
     // bias gradient sums its terms in the same order as image by image.
     for (o, bias) in bias.iter_mut().enumerate() {
         for b in 0..shape.batch {
-            let dz_image = &mut dz[image_columns(shape, b, o)];
             let plane = (b * out + o) * ph * pw..(b * out + o + 1) * ph * pw;
             let (grad, winners) = (&grad_output[plane.clone()], &winners[plane]);
             if p == 1 {
-                dz_image.iter_mut().zip(grad).zip(winners).for_each(|((d, &g), &w)| *d = routed(g, w));
-                *bias += dense::sum(dz_image);
+                debug_assert_eq!(dz.len(), image_columns(shape, b, o).start);
+                dz.extend(grad.iter().zip(winners).map(|(&g, &w)| routed(g, w)));
+                *bias += dense::sum(&dz[image_columns(shape, b, o)]);
                 continue;
             }
+            let dz_image = &mut dz[image_columns(shape, b, o)];
             for (py, (grad, winners)) in grad.chunks_exact(pw).zip(winners.chunks_exact(pw)).enumerate() {
                 // As in `pool`: the 2 x 2 windows four at a time (writing all their positions),
                 // the others one by one (writing their winner's; the rest is already zero).
