@@ -373,7 +373,7 @@ impl<'a> PhasedPlane<'a> {
     }
 
     /// The planes' indices (`image * in + channel`) channel by channel: each kernel entry's
-    /// patch row is then written (and read) front to back.
+    /// patch row is then written front to back.
     fn indices(&self) -> impl Iterator<Item = usize> + use<> {
         let (batch, channels) = (self.shape.batch, self.shape.channels_in);
         (0..channels).flat_map(move |c| (0..batch).map(move |b| b * channels + c))
