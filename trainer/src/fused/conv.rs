@@ -441,28 +441,29 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
 fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let [_, out, ph, pw] = shape.output_dims();
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
-    // Without a pool every value is written in order; windows may leave some out.
-    let len = out * shape.columns();
-    let mut dz = if p == 1 { Vec::with_capacity(len) } else { vec![0.0; len] };
+    // Appended in order, channel by channel and image by image ([`image_columns`]): no zero
+    // fill of the whole gradient, whose windows mostly cover it.
+    let mut dz = Vec::with_capacity(out * shape.columns());
     let mut bias = vec![0.0; out];
-    // Channel by channel, so `dz`'s rows are written front to back ([`pool`]); each channel's
-    // bias gradient sums its terms in the same order as image by image.
+    // One row of windows, `p` rows of activations, at a time.
+    let mut window_rows = vec![0.0; p * out_w];
+    // Each channel's bias gradient sums its terms image by image, window by window.
     for (o, bias) in bias.iter_mut().enumerate() {
         for b in 0..shape.batch {
+            debug_assert_eq!(dz.len(), image_columns(shape, b, o).start);
             let plane = (b * out + o) * ph * pw..(b * out + o + 1) * ph * pw;
             let (grad, winners) = (&grad_output[plane.clone()], &winners[plane]);
             if p == 1 {
-                debug_assert_eq!(dz.len(), image_columns(shape, b, o).start);
                 dz.extend(grad.iter().zip(winners).map(|(&g, &w)| routed(g, w)));
                 *bias += dense::sum(&dz[image_columns(shape, b, o)]);
                 continue;
             }
-            let dz_image = &mut dz[image_columns(shape, b, o)];
-            for (py, (grad, winners)) in grad.chunks_exact(pw).zip(winners.chunks_exact(pw)).enumerate() {
+            for (grad, winners) in grad.chunks_exact(pw).zip(winners.chunks_exact(pw)) {
+                window_rows.fill(0.0);
                 // As in `pool`: the 2 x 2 windows four at a time (writing all their positions),
-                // the others one by one (writing their winner's; the rest is already zero).
+                // the others one by one (writing their winner's).
                 let grouped = if p == 2 { pw / 4 * 4 } else { 0 };
-                let (top, bottom) = dz_image[py * p * out_w..].split_at_mut(out_w);
+                let (top, bottom) = window_rows.split_at_mut(out_w);
                 let rows =
                     top[..2 * grouped].chunks_exact_mut(8).zip(bottom[..2 * grouped].chunks_exact_mut(8));
                 let inputs = grad[..grouped].chunks_exact(4).zip(winners[..grouped].chunks_exact(4));
@@ -473,14 +474,16 @@ fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>,
                     routed.iter().for_each(|g| *bias += g);
                 }
                 for px in grouped..pw {
-                    // Inactive windows write a zero at some position of theirs: already zero.
                     let position = usize::from(winners[px] & !INACTIVE);
                     let (dy, dx) = (position / p, position % p);
                     let g = routed(grad[px], winners[px]);
-                    dz_image[(py * p + dy) * out_w + px * p + dx] = g;
+                    window_rows[dy * out_w + px * p + dx] = g;
                     *bias += g;
                 }
+                dz.extend_from_slice(&window_rows);
             }
+            // Rows below the last whole window get no gradient.
+            dz.resize(image_columns(shape, b, o).end, 0.0);
         }
     }
     (dz, bias)
