@@ -368,7 +368,7 @@ pub struct Batch {
 /// Builds the batch of images `indices` on `device`.
 pub fn batch(images: &Images, indices: &[usize], device: &Device) -> Batch {
     let classes: Vec<usize> = indices.iter().map(|&i| usize::from(images.labels[i])).collect();
-    let labels: Vec<i64> = indices.iter().map(|&i| i64::from(images.labels[i])).collect();
+    let labels: Vec<i64> = classes.iter().map(|&class| class as i64).collect();
     Batch {
         images: images_tensor(indices.iter().map(|&i| images.image(i)), device),
         labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),

@@ -400,6 +400,8 @@ impl<'a> PhasedPlane<'a> {
 fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
     let [batch, out, ph, pw] = shape.output_dims();
     let (p, out_w) = (shape.geometry.pool, shape.out_width());
+    // The models' 2 x 2 windows four at a time, the others one by one.
+    let grouped = if p == 2 { pw / 4 * 4 } else { 0 };
     let mut output = vec![0.0; batch * out * ph * pw];
     let mut winners = vec![0; output.len()];
     // Channel by channel: the activations' rows are read front to back (image by image, they
@@ -415,8 +417,6 @@ fn pool(shape: &BlockShape, activations: &[f32]) -> (Vec<f32>, Vec<u8>) {
         }
         let rows = maxima.chunks_exact_mut(pw).zip(winners.chunks_exact_mut(pw));
         for (py, (maxima, winners)) in rows.enumerate() {
-            // The models' 2 x 2 windows four at a time, the others one by one.
-            let grouped = if p == 2 { pw / 4 * 4 } else { 0 };
             let rows = |dy: usize| image[(py * p + dy) * out_w..][..2 * grouped].chunks_exact(8);
             let outputs = maxima[..grouped].chunks_exact_mut(4).zip(winners[..grouped].chunks_exact_mut(4));
             for ((m, w), (top, bottom)) in outputs.zip(rows(0).zip(rows(1))) {
@@ -447,6 +447,9 @@ fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>,
     let mut bias = vec![0.0; out];
     // One row of windows, `p` rows of activations, at a time.
     let mut window_rows = vec![0.0; p * out_w];
+    // As in `pool`: the 2 x 2 windows four at a time (writing all their positions), the others
+    // one by one (writing their winner's).
+    let grouped = if p == 2 { pw / 4 * 4 } else { 0 };
     // Each channel's bias gradient sums its terms image by image, window by window.
     for (o, bias) in bias.iter_mut().enumerate() {
         for b in 0..shape.batch {
@@ -460,9 +463,6 @@ fn unpool(shape: &BlockShape, winners: &[u8], grad_output: &[f32]) -> (Vec<f32>,
             }
             for (grad, winners) in grad.chunks_exact(pw).zip(winners.chunks_exact(pw)) {
                 window_rows.fill(0.0);
-                // As in `pool`: the 2 x 2 windows four at a time (writing all their positions),
-                // the others one by one (writing their winner's).
-                let grouped = if p == 2 { pw / 4 * 4 } else { 0 };
                 let (top, bottom) = window_rows.split_at_mut(out_w);
                 let rows =
                     top[..2 * grouped].chunks_exact_mut(8).zip(bottom[..2 * grouped].chunks_exact_mut(8));

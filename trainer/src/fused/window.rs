@@ -17,26 +17,11 @@ pub fn routed(g: f32, w: u8) -> f32 {
     f32::from_bits(g.to_bits() & u32::from(w >> 7).wrapping_sub(1))
 }
 
-/// Four adjacent 2 x 2 windows, given the top and bottom rows of their eight columns: each
-/// window's largest activation and its winner byte (the first largest in row-major order,
-/// `dy * 2 + dx`, or'ed with [`INACTIVE`]). Activations are never NaN (the ReLU's max turns
-/// NaN into 0).
-pub fn pool_2x2(top: &[f32; 8], bottom: &[f32; 8]) -> ([f32; 4], [u8; 4]) {
-    #[cfg(target_arch = "x86_64")]
-    return sse2::pool_2x2(top, bottom);
-    #[cfg(not(target_arch = "x86_64"))]
-    return one_by_one::pool_2x2(top, bottom);
-}
-
-/// The inverse of [`pool_2x2`]: each window's gradient `grad` at its winner where the ReLU was
-/// active, zero at the other three positions (all eight columns of `top` and `bottom` are
-/// written); returns the gradients as routed, for the bias.
-pub fn unpool_2x2(grad: &[f32; 4], winners: &[u8; 4], top: &mut [f32; 8], bottom: &mut [f32; 8]) -> [f32; 4] {
-    #[cfg(target_arch = "x86_64")]
-    return sse2::unpool_2x2(grad, winners, top, bottom);
-    #[cfg(not(target_arch = "x86_64"))]
-    return one_by_one::unpool_2x2(grad, winners, top, bottom);
-}
+// The 2 x 2 windows four at a time: by SSE2 on x86_64, one by one elsewhere.
+#[cfg(not(target_arch = "x86_64"))]
+pub use one_by_one::{pool_2x2, unpool_2x2};
+#[cfg(target_arch = "x86_64")]
+pub use sse2::{pool_2x2, unpool_2x2};
 
 /// The windows one at a time: the definition, and the code where there is no SSE2.
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
@@ -53,6 +38,10 @@ mod one_by_one {
         }
     }
 
+    /// Four adjacent 2 x 2 windows, given the top and bottom rows of their eight columns:
+    /// each window's largest activation and its winner byte (the first largest in row-major
+    /// order, `dy * 2 + dx`, or'ed with [`INACTIVE`]). Activations are never NaN (the ReLU's
+    /// max turns NaN into 0).
     pub fn pool_2x2(top: &[f32; 8], bottom: &[f32; 8]) -> ([f32; 4], [u8; 4]) {
         let mut maxima = [0.0; 4];
         let mut winners = [0; 4];
@@ -68,6 +57,9 @@ mod one_by_one {
         (maxima, winners)
     }
 
+    /// The inverse of [`pool_2x2`]: each window's gradient `grad` at its winner where the
+    /// ReLU was active, zero at the other three positions (all eight columns of `top` and
+    /// `bottom` are written); returns the gradients as routed, for the bias.
     pub fn unpool_2x2(
         grad: &[f32; 4],
         winners: &[u8; 4],
@@ -94,6 +86,7 @@ mod sse2 {
 
     use super::INACTIVE;
 
+    /// [`super::one_by_one::pool_2x2`], the four windows side by side in the lanes.
     pub fn pool_2x2(top: &[f32; 8], bottom: &[f32; 8]) -> ([f32; 4], [u8; 4]) {
         let mut maxima = [0.0; 4];
         // SAFETY: SSE2 is part of x86_64; every load and store stays inside its array.
@@ -128,6 +121,7 @@ mod sse2 {
         (maxima, code.to_le_bytes())
     }
 
+    /// [`super::one_by_one::unpool_2x2`], the four windows side by side in the lanes.
     pub fn unpool_2x2(
         grad: &[f32; 4],
         winners: &[u8; 4],
