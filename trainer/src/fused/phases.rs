@@ -8,19 +8,19 @@
 
 /// The row's values into their phases.
 pub fn split(row: &[f32], phases: &mut [f32], phase_len: usize, stride: usize, padding: usize) {
-    let done = grouped::split(row, phases, Place { phase_len, stride, padding });
+    let place = Place { phase_len, stride, padding };
+    let done = grouped::split(row, phases, place);
     for (i, &value) in row.iter().enumerate().skip(done) {
-        let x = padding + i;
-        phases[(x % stride) * phase_len + x / stride] = value;
+        phases[place.run(i)] = value;
     }
 }
 
 /// The inverse of [`split`].
 pub fn join(phases: &[f32], row: &mut [f32], phase_len: usize, stride: usize, padding: usize) {
-    let done = grouped::join(phases, row, Place { phase_len, stride, padding });
+    let place = Place { phase_len, stride, padding };
+    let done = grouped::join(phases, row, place);
     for (i, value) in row.iter_mut().enumerate().skip(done) {
-        let x = padding + i;
-        *value = phases[(x % stride) * phase_len + x / stride];
+        *value = phases[place.run(i)];
     }
 }
 
@@ -33,8 +33,7 @@ struct Place {
 }
 
 impl Place {
-    /// Where the run of values `first`, `first + stride`, ... starts in the phases.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// Where the row's value `first` goes, the start of its run `first`, `first + stride`, ...
     fn run(self, first: usize) -> usize {
         let x = self.padding + first;
         (x % self.stride) * self.phase_len + x / self.stride
