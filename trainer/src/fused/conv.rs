@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 
 use super::window::{self, inactive_unless, routed, INACTIVE};
-use super::{dense, phases};
+use super::{dense, phases, sparse};
 
 /// Stride, padding (the same on all four sides) and max-pool window of a block; the pool's
 /// stride is its window, as in the model.
@@ -29,13 +29,13 @@ pub struct ConvGeometry {
 /// Everything that fixes a block's sizes: the input, the weights and the geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockShape {
-    batch: usize,
-    channels_in: usize,
-    height: usize,
-    width: usize,
-    channels_out: usize,
-    kernel: usize,
-    geometry: ConvGeometry,
+    pub(super) batch: usize,
+    pub(super) channels_in: usize,
+    pub(super) height: usize,
+    pub(super) width: usize,
+    pub(super) channels_out: usize,
+    pub(super) kernel: usize,
+    pub(super) geometry: ConvGeometry,
 }
 
 impl BlockShape {
@@ -132,12 +132,20 @@ pub struct Forward {
 /// What the backward pass needs from the forward pass.
 #[derive(Debug)]
 pub struct Kept {
-    /// `[patch, columns]`.
-    patches: Vec<f32>,
+    source: Source,
     /// For each output value (`[batch, out, pooled h, pooled w]`), the position of its window's
     /// first largest activation in row-major order (as burn's max-pool picks it), `dy * pool +
     /// dx`, or'ed with [`INACTIVE`] where that activation was not positive.
     winners: Vec<u8>,
+}
+
+/// What the weight and input gradients are computed from.
+#[derive(Debug)]
+enum Source {
+    /// `[patch, columns]`, for the dense products.
+    Patches(Vec<f32>),
+    /// The input, padded and channels last, for [`sparse::backward`].
+    ChannelsLast(Vec<sparse::Lanes>),
 }
 
 /// Gradients of the three inputs.
@@ -172,7 +180,12 @@ pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], 
         row.iter_mut().for_each(|a| *a = (*a + b).max(0.0));
     }
     let (output, winners) = pool(shape, &activations);
-    Forward { output, kept: Kept { patches, winners } }
+    let source = if sparse::applies(shape) {
+        Source::ChannelsLast(sparse::channels_last(shape, input))
+    } else {
+        Source::Patches(patches)
+    };
+    Forward { output, kept: Kept { source, winners } }
 }
 
 /// Backward pass from the output's gradient `[batch, out, pooled h, pooled w]`.
@@ -185,14 +198,17 @@ pub fn backward(
 ) -> Gradients {
     let (columns, patch_len, out) = (shape.columns(), shape.patch_len(), shape.channels_out);
     let outputs = shape.output_dims().iter().product::<usize>();
-    let patches = &kept.patches;
     assert!(
-        weight.len() == out * patch_len
-            && patches.len() == patch_len * columns
-            && kept.winners.len() == outputs
-            && grad_output.len() == outputs,
+        weight.len() == out * patch_len && kept.winners.len() == outputs && grad_output.len() == outputs,
         "conv block: backward inputs do not match their shape"
     );
+    let patches = match &kept.source {
+        Source::Patches(patches) => patches,
+        Source::ChannelsLast(input) => {
+            return sparse::backward(shape, weight, input, &kept.winners, grad_output, input_grad)
+        }
+    };
+    assert_eq!(patches.len(), patch_len * columns, "conv block: patches do not match their shape");
     let (dz, bias) = unpool(shape, &kept.winners, grad_output); // [out, columns], [out]
 
     // dz x patches^T: few rows of thousands of columns, row by row where the CPU allows.
@@ -641,6 +657,46 @@ mod tests {
             assert_eq!(got.len(), want.len());
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{input:?} output {i}: {g} vs {w}");
+            }
+        }
+    }
+
+    /// Where the sparse backward pass runs, it gives the dense products' gradients.
+    #[test]
+    fn sparse_backward_equals_the_dense_products() {
+        for (input, weights, stride, padding, pool) in [
+            ([3, 16, 8, 8], [32, 16, 3, 3], 1, 1, 2),
+            ([2, 16, 9, 11], [8, 16, 3, 3], 2, 0, 2),
+            ([2, 32, 8, 7], [5, 32, 3, 3], 1, 1, 3),
+        ] {
+            let shape = BlockShape::new(input, weights, ConvGeometry { stride, padding, pool }).unwrap();
+            if !sparse::applies(&shape) {
+                eprintln!("no AVX-512 here: every block takes the dense products");
+                return;
+            }
+            let x = values(input.iter().product(), 4);
+            let wt = values(weights.iter().product(), 5);
+            let sparse_kept = forward(&shape, &x, &wt, &values(weights[0], 6), false).kept;
+            let dense_kept =
+                Kept { source: Source::Patches(im2col(&shape, &x)), winners: sparse_kept.winners.clone() };
+            let grad = values(shape.output_dims().iter().product(), 7);
+            let (s, d) = (
+                backward(&shape, &wt, &sparse_kept, &grad, true),
+                backward(&shape, &wt, &dense_kept, &grad, true),
+            );
+            assert!(matches!(sparse_kept.source, Source::ChannelsLast(_)));
+            for (part, s, d) in [
+                ("input", s.input.unwrap(), d.input.unwrap()),
+                ("weight", s.weight, d.weight),
+                ("bias", s.bias, d.bias),
+            ] {
+                assert_eq!(s.len(), d.len(), "{input:?} {part}");
+                for (i, (s, d)) in s.iter().zip(&d).enumerate() {
+                    assert!(
+                        (s - d).abs() < 1e-4 * (1.0 + d.abs()),
+                        "{input:?} {part} gradient {i}: {s} vs {d}"
+                    );
+                }
             }
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! - [`conv_block`]: convolution + bias + ReLU + max-pool as one operation
 //!   ([`conv`]: one matrix product per pass for the whole batch, no pooling indices stored;
-//!   [`phases`]: strided rows in their phases; [`window`]: the pool windows);
+//!   [`phases`]: strided rows in their phases; [`window`]: the pool windows; [`sparse`]: the
+//!   pooled blocks' backward pass from the windows' winners alone);
 //! - [`circuit`]: the 4-qubit circuit's expectation values and adjoint gradients by `shared`'s
 //!   simulator ([`quantum`]), instead of the few dozen small tensor operations of
 //!   [`crate::circuit::Circuit`]'s tensor form;
@@ -25,6 +26,7 @@ pub mod head;
 pub mod loss;
 pub mod phases;
 pub mod quantum;
+pub mod sparse;
 pub mod window;
 
 use burn::nn::conv::Conv2d;
@@ -209,6 +211,10 @@ mod tests {
             ([2, 3, 9, 11], 4, 3, 2, 0, 2),
             ([2, 3, 7, 5], 4, 3, 1, 1, 1),
             ([2, 2, 7, 9], 3, 2, 1, 0, 3),
+            // The sparse backward pass's patches of 9 and 18 registers, strided, unpadded, with
+            // rows and columns past the last whole window, and windows of 3.
+            ([2, 16, 9, 11], 8, 3, 2, 0, 2),
+            ([2, 32, 8, 7], 5, 3, 1, 1, 3),
         ]
         .into_iter()
         .flat_map(|block| [(block, false), (block, true)])
