@@ -664,16 +664,23 @@ mod tests {
     /// Where the sparse backward pass runs, it gives the dense products' gradients.
     #[test]
     fn sparse_backward_equals_the_dense_products() {
+        if !sparse::applies(
+            &BlockShape::new([1, 16, 8, 8], [16, 16, 3, 3], ConvGeometry { stride: 1, padding: 1, pool: 2 })
+                .unwrap(),
+        ) {
+            eprintln!("no AVX-512 here: every block takes the dense products");
+            return;
+        }
+        // The models' blocks, strided and unpadded with rows and columns past the last whole
+        // window, windows of 3, 64 outputs, windows not a whole number of 16.
         for (input, weights, stride, padding, pool) in [
             ([3, 16, 8, 8], [32, 16, 3, 3], 1, 1, 2),
-            ([2, 16, 9, 11], [8, 16, 3, 3], 2, 0, 2),
-            ([2, 32, 8, 7], [5, 32, 3, 3], 1, 1, 3),
+            ([2, 16, 9, 11], [16, 16, 3, 3], 2, 0, 2),
+            ([2, 32, 8, 7], [32, 32, 3, 3], 1, 1, 3),
+            ([2, 16, 10, 6], [64, 16, 3, 3], 1, 1, 2),
         ] {
             let shape = BlockShape::new(input, weights, ConvGeometry { stride, padding, pool }).unwrap();
-            if !sparse::applies(&shape) {
-                eprintln!("no AVX-512 here: every block takes the dense products");
-                return;
-            }
+            assert!(sparse::applies(&shape), "{input:?} {weights:?}");
             let x = values(input.iter().product(), 4);
             let wt = values(weights.iter().product(), 5);
             let sparse_kept = forward(&shape, &x, &wt, &values(weights[0], 6), false).kept;

@@ -213,8 +213,8 @@ mod tests {
             ([2, 2, 7, 9], 3, 2, 1, 0, 3),
             // The sparse backward pass's patches of 9 and 18 registers, strided, unpadded, with
             // rows and columns past the last whole window, and windows of 3.
-            ([2, 16, 9, 11], 8, 3, 2, 0, 2),
-            ([2, 32, 8, 7], 5, 3, 1, 1, 3),
+            ([2, 16, 9, 11], 16, 3, 2, 0, 2),
+            ([2, 32, 8, 7], 32, 3, 1, 1, 3),
         ]
         .into_iter()
         .flat_map(|block| [(block, false), (block, true)])
