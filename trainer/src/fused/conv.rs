@@ -64,10 +64,10 @@ impl BlockShape {
     fn out_side(&self, side: usize) -> usize {
         (side + 2 * self.geometry.padding - self.kernel) / self.geometry.stride + 1
     }
-    fn out_height(&self) -> usize {
+    pub(super) fn out_height(&self) -> usize {
         self.out_side(self.height)
     }
-    fn out_width(&self) -> usize {
+    pub(super) fn out_width(&self) -> usize {
         self.out_side(self.width)
     }
     /// Rows and columns of one of a padded plane's `stride x stride` phases ([`phase`]).
@@ -158,9 +158,10 @@ pub struct Gradients {
     pub bias: Vec<f32>,
 }
 
-/// `input [batch, in, h, w]`, `weight [out, in, k, k]`, `bias [out]`, all row-major.
-/// `parallel` spreads the matrix product over rayon's threads (for large inference batches;
-/// training already runs one batch part per thread).
+/// `input [batch, in, h, w]`, `weight [out, in, k, k]`, `bias [out]`, all row-major. The
+/// blocks [`sparse::applies`] is true for run channels last, the others by im2col and a
+/// matrix product, which `parallel` spreads over rayon's threads (for large batches outside
+/// the thread pool; training and prediction already run one batch part per thread).
 pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], parallel: bool) -> Forward {
     let dims = |d: [usize; 4]| d.iter().product::<usize>();
     assert!(
@@ -169,6 +170,16 @@ pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], 
             && bias.len() == shape.channels_out,
         "conv block: inputs do not match their shape"
     );
+    if sparse::applies(shape) {
+        let input = sparse::channels_last(shape, input);
+        let (output, winners) = sparse::forward(shape, &input, weight, bias);
+        return Forward { output, kept: Kept { source: Source::ChannelsLast(input), winners } };
+    }
+    dense_forward(shape, input, weight, bias, parallel)
+}
+
+/// [`forward`] by im2col and a matrix product.
+fn dense_forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], parallel: bool) -> Forward {
     let (columns, patch_len, out) = (shape.columns(), shape.patch_len(), shape.channels_out);
     let patches = im2col(shape, input);
     let mut activations = matmul(
@@ -180,12 +191,7 @@ pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], 
         row.iter_mut().for_each(|a| *a = (*a + b).max(0.0));
     }
     let (output, winners) = pool(shape, &activations);
-    let source = if sparse::applies(shape) {
-        Source::ChannelsLast(sparse::channels_last(shape, input))
-    } else {
-        Source::Patches(patches)
-    };
-    Forward { output, kept: Kept { source, winners } }
+    Forward { output, kept: Kept { source: Source::Patches(patches), winners } }
 }
 
 /// Backward pass from the output's gradient `[batch, out, pooled h, pooled w]`.
@@ -661,48 +667,46 @@ mod tests {
         }
     }
 
-    /// Where the sparse backward pass runs, it gives the dense products' gradients.
+    /// Where the channels-last path runs, it gives the dense path's outputs, winners and
+    /// gradients.
     #[test]
-    fn sparse_backward_equals_the_dense_products() {
-        if !sparse::applies(
-            &BlockShape::new([1, 16, 8, 8], [16, 16, 3, 3], ConvGeometry { stride: 1, padding: 1, pool: 2 })
-                .unwrap(),
-        ) {
+    fn channels_last_path_equals_the_dense_products() {
+        let geometry = ConvGeometry { stride: 1, padding: 1, pool: 2 };
+        if !sparse::applies(&BlockShape::new([1, 16, 8, 8], [32, 16, 3, 3], geometry).unwrap()) {
             eprintln!("no AVX-512 here: every block takes the dense products");
             return;
         }
-        // The models' blocks, strided and unpadded with rows and columns past the last whole
-        // window, windows of 3, 64 outputs, windows not a whole number of 16.
-        for (input, weights, stride, padding, pool) in [
-            ([3, 16, 8, 8], [32, 16, 3, 3], 1, 1, 2),
-            ([2, 16, 9, 11], [16, 16, 3, 3], 2, 0, 2),
-            ([2, 32, 8, 7], [32, 32, 3, 3], 1, 1, 3),
-            ([2, 16, 10, 6], [64, 16, 3, 3], 1, 1, 2),
+        // The models' blocks; unpadded, with rows and columns past the last whole window and
+        // positions past the last whole tile; windows of 3; 64 outputs; 32 inputs.
+        for (input, weights, padding, pool) in [
+            ([3, 16, 8, 8], [32, 16, 3, 3], 1, 2),
+            ([2, 16, 9, 11], [32, 16, 3, 3], 0, 2),
+            ([2, 32, 8, 7], [32, 32, 3, 3], 1, 3),
+            ([2, 16, 10, 6], [64, 16, 3, 3], 1, 2),
+            ([1, 32, 6, 21], [64, 32, 3, 3], 1, 2),
         ] {
-            let shape = BlockShape::new(input, weights, ConvGeometry { stride, padding, pool }).unwrap();
+            let shape = BlockShape::new(input, weights, ConvGeometry { stride: 1, padding, pool }).unwrap();
             assert!(sparse::applies(&shape), "{input:?} {weights:?}");
             let x = values(input.iter().product(), 4);
-            let wt = values(weights.iter().product(), 5);
-            let sparse_kept = forward(&shape, &x, &wt, &values(weights[0], 6), false).kept;
-            let dense_kept =
-                Kept { source: Source::Patches(im2col(&shape, &x)), winners: sparse_kept.winners.clone() };
+            let (wt, b) = (values(weights.iter().product(), 5), values(weights[0], 6));
+            let (channels_last, dense) =
+                (forward(&shape, &x, &wt, &b, false), dense_forward(&shape, &x, &wt, &b, false));
+            assert!(matches!(channels_last.kept.source, Source::ChannelsLast(_)));
+            assert_eq!(channels_last.kept.winners, dense.kept.winners, "{input:?} winners");
             let grad = values(shape.output_dims().iter().product(), 7);
             let (s, d) = (
-                backward(&shape, &wt, &sparse_kept, &grad, true),
-                backward(&shape, &wt, &dense_kept, &grad, true),
+                backward(&shape, &wt, &channels_last.kept, &grad, true),
+                backward(&shape, &wt, &dense.kept, &grad, true),
             );
-            assert!(matches!(sparse_kept.source, Source::ChannelsLast(_)));
             for (part, s, d) in [
-                ("input", s.input.unwrap(), d.input.unwrap()),
-                ("weight", s.weight, d.weight),
-                ("bias", s.bias, d.bias),
+                ("output", channels_last.output, dense.output),
+                ("input gradient", s.input.unwrap(), d.input.unwrap()),
+                ("weight gradient", s.weight, d.weight),
+                ("bias gradient", s.bias, d.bias),
             ] {
                 assert_eq!(s.len(), d.len(), "{input:?} {part}");
                 for (i, (s, d)) in s.iter().zip(&d).enumerate() {
-                    assert!(
-                        (s - d).abs() < 1e-4 * (1.0 + d.abs()),
-                        "{input:?} {part} gradient {i}: {s} vs {d}"
-                    );
+                    assert!((s - d).abs() < 1e-4 * (1.0 + d.abs()), "{input:?} {part} {i}: {s} vs {d}");
                 }
             }
         }

@@ -211,10 +211,10 @@ mod tests {
             ([2, 3, 9, 11], 4, 3, 2, 0, 2),
             ([2, 3, 7, 5], 4, 3, 1, 1, 1),
             ([2, 2, 7, 9], 3, 2, 1, 0, 3),
-            // The sparse backward pass's patches of 9 and 18 registers, strided, unpadded, with
-            // rows and columns past the last whole window, and windows of 3.
-            ([2, 16, 9, 11], 16, 3, 2, 0, 2),
-            ([2, 32, 8, 7], 32, 3, 1, 1, 3),
+            // The channels-last path's blocks: from 16 and 32 channels to 32 and 64, unpadded,
+            // with rows and columns past the last whole window, windows of 3.
+            ([2, 16, 9, 11], 32, 3, 1, 0, 2),
+            ([2, 32, 8, 7], 64, 3, 1, 1, 3),
         ]
         .into_iter()
         .flat_map(|block| [(block, false), (block, true)])

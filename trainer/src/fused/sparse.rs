@@ -20,15 +20,21 @@ const LANES: usize = 16;
 /// Sixteen consecutive channels at one position: one register.
 pub type Lanes = [f32; LANES];
 
-/// The kernel side and registers per patch position, when this pass is compiled for them:
-/// 3 x 3 kernels over 16 or 32 channels.
-fn compiled(shape: &BlockShape) -> Option<(usize, usize)> {
-    let fits = shape.channels_in.is_multiple_of(LANES) && shape.geometry.pool > 1;
-    let (kernel, runs) = (shape.kernel, shape.channels_in / LANES);
-    (fits && kernel == 3 && matches!(runs, 1 | 2)).then_some((kernel, runs))
+/// The kernel side, registers per patch position and registers of output channels when
+/// this path is compiled for them: stride-1 3 x 3 kernels from 16 or 32 channels to 32 or 64.
+fn compiled(shape: &BlockShape) -> Option<(usize, usize, usize)> {
+    let whole = shape.channels_in.is_multiple_of(LANES) && shape.channels_out.is_multiple_of(LANES);
+    let (kernel, runs, outs) = (shape.kernel, shape.channels_in / LANES, shape.channels_out / LANES);
+    let fits = whole
+        && shape.geometry.pool > 1
+        && shape.geometry.stride == 1
+        && kernel == 3
+        && matches!(runs, 1 | 2)
+        && matches!(outs, 2 | 4);
+    fits.then_some((kernel, runs, outs))
 }
 
-/// Whether [`backward`] runs `shape`'s block on this CPU.
+/// Whether [`forward`] and [`backward`] run `shape`'s block on this CPU.
 pub fn applies(shape: &BlockShape) -> bool {
     #[cfg(target_arch = "x86_64")]
     return compiled(shape).is_some() && std::arch::is_x86_feature_detected!("avx512f");
@@ -37,6 +43,29 @@ pub fn applies(shape: &BlockShape) -> bool {
         let _ = compiled(shape);
         false
     }
+}
+
+/// The forward pass of a block [`applies`] is true for, from its padded channels-last input
+/// ([`channels_last`]), weights `[out, in, k, k]` and bias `[out]`: the convolution summed
+/// directly from the input, a few output positions by all output channels at a time in
+/// registers, bias and ReLU on the way out, then the pool. The output
+/// (`[batch, out, pooled h, pooled w]`) and the pool's winner bytes in the same order.
+pub fn forward(shape: &BlockShape, input: &[Lanes], weight: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<u8>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        let run = match compiled(shape) {
+            Some((3, 1, 2)) => avx512::forward::<3, 1, 2, 8>,
+            Some((3, 2, 2)) => avx512::forward::<3, 2, 2, 8>,
+            Some((3, 1, 4)) => avx512::forward::<3, 1, 4, 4>,
+            Some((3, 2, 4)) => avx512::forward::<3, 2, 4, 4>,
+            _ => unreachable!("channels-last forward pass for a block it does not take: {shape:?}"),
+        };
+        // SAFETY: the CPU has the features `avx512::forward` is compiled for.
+        #[allow(unsafe_code)]
+        return unsafe { run(shape, input, weight, bias) };
+    }
+    let _ = (input, weight, bias);
+    unreachable!("channels-last forward pass for a block it does not take: {shape:?}")
 }
 
 /// `input [batch, in, h, w]` padded, channels innermost: `[batch, h + 2 pad, w + 2 pad, in]`
@@ -95,8 +124,8 @@ pub fn backward(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         let run = match compiled(shape) {
-            Some((3, 1)) => avx512::backward::<3, 1, 9>,
-            Some((3, 2)) => avx512::backward::<3, 2, 18>,
+            Some((3, 1, _)) => avx512::backward::<3, 1, 9>,
+            Some((3, 2, _)) => avx512::backward::<3, 2, 18>,
             _ => unreachable!("the forward pass kept no channels-last input for {shape:?}"),
         };
         // SAFETY: the CPU has the features `avx512::backward` is compiled for.
@@ -134,9 +163,12 @@ fn weights_channels_first(shape: &BlockShape, reordered: &[Lanes]) -> Vec<f32> {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
-        _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps,
-        _mm512_storeu_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
+        __m512, _mm512_add_ps, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cmp_ps_mask,
+        _mm512_cvtepi32_epi8, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_blend_epi32,
+        _mm512_mask_blend_ps, _mm512_mask_or_epi32, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+        _mm512_max_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_ps, _mm512_setzero_si512,
+        _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
+        _mm_storeu_si128, _CMP_GT_OQ,
     };
 
     use super::super::conv::{BlockShape, Gradients};
@@ -248,6 +280,171 @@ mod avx512 {
             }
         });
         input
+    }
+
+    /// [`super::forward`] for `K x K` kernels from `RUNS` registers of channels to `OUTS`
+    /// registers of channels, `TILE` output positions at a time.
+    #[target_feature(enable = "avx512f")]
+    pub fn forward<const K: usize, const RUNS: usize, const OUTS: usize, const TILE: usize>(
+        shape: &BlockShape,
+        input: &[Lanes],
+        weight: &[f32],
+        bias: &[f32],
+    ) -> (Vec<f32>, Vec<u8>) {
+        let [batch, out, pooled_h, pooled_w] = shape.output_dims();
+        let (out_h, out_w, p) = (shape.out_height(), shape.out_width(), shape.geometry.pool);
+        let channels = RUNS * LANES;
+        let padded_w = shape.width + 2 * shape.geometry.padding;
+        let (row_len, image_len) =
+            (padded_w * channels, (shape.height + 2 * shape.geometry.padding) * padded_w * channels);
+        assert!(
+            (shape.kernel, shape.channels_in, out) == (K, channels, OUTS * LANES)
+                && shape.geometry.stride == 1
+                && input.len() * LANES == batch * image_len
+                && weight.len() == out * channels * K * K
+                && bias.len() == out,
+            "channels-last forward: inputs do not match their shape"
+        );
+        let input = input.as_flattened();
+        // The weights as `[ky, kx, in, out]`: one entry's output channels are `OUTS` registers.
+        let mut weights = vec![[0.0; LANES]; K * K * channels * OUTS];
+        for (i, &w) in weight.iter().enumerate() {
+            let (o, c, entry) = (i / (channels * K * K), i / (K * K) % channels, i % (K * K));
+            weights[(entry * channels + c) * OUTS + o / LANES][o % LANES] = w;
+        }
+        let mut biases = [_mm512_setzero_ps(); OUTS];
+        for (register, bias) in biases.iter_mut().zip(bias.chunks_exact(LANES)) {
+            *register = load_first(bias);
+        }
+        // `[batch, out h, out w, out]`, after bias and ReLU.
+        let mut activations = vec![[0.0; LANES]; batch * out_h * out_w * OUTS];
+        let whole = out_w - out_w % TILE;
+        for (row, activations) in activations.chunks_exact_mut(out_w * OUTS).enumerate() {
+            let (b, y) = (row / out_h, row % out_h);
+            let start = b * image_len + y * row_len;
+            for x in (0..whole).step_by(TILE) {
+                let tile = &mut activations[x * OUTS..][..TILE * OUTS];
+                conv_tile::<K, RUNS, OUTS, TILE>(
+                    input,
+                    start + x * channels,
+                    row_len,
+                    &weights,
+                    biases,
+                    tile,
+                );
+            }
+            for x in whole..out_w {
+                let tile = &mut activations[x * OUTS..][..OUTS];
+                conv_tile::<K, RUNS, OUTS, 1>(input, start + x * channels, row_len, &weights, biases, tile);
+            }
+        }
+        pool::<OUTS>(&activations, [batch, out_h, out_w], [pooled_h, pooled_w], p)
+    }
+
+    /// `TILE` consecutive output positions' `OUTS` registers of channels into `activations`,
+    /// from the padded input (flat, the first position's patch at `start`): the sums in
+    /// registers, each input value broadcast once per tile position and kernel column.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn conv_tile<const K: usize, const RUNS: usize, const OUTS: usize, const TILE: usize>(
+        input: &[f32],
+        start: usize,
+        row_len: usize,
+        weights: &[Lanes],
+        biases: [__m512; OUTS],
+        activations: &mut [Lanes],
+    ) {
+        let channels = RUNS * LANES;
+        let mut sums = [biases; TILE];
+        for ky in 0..K {
+            let row = &input[start + ky * row_len..][..(TILE + K - 1) * channels];
+            let weights = &weights[ky * K * channels * OUTS..][..K * channels * OUTS];
+            for kx in 0..K {
+                for c in 0..channels {
+                    let mut w = [_mm512_setzero_ps(); OUTS];
+                    for (r, w) in w.iter_mut().enumerate() {
+                        *w = load(&weights[(kx * channels + c) * OUTS + r]);
+                    }
+                    for (t, sums) in sums.iter_mut().enumerate() {
+                        let value = _mm512_set1_ps(row[(t + kx) * channels + c]);
+                        for (sum, &w) in sums.iter_mut().zip(&w) {
+                            *sum = _mm512_fmadd_ps(value, w, *sum);
+                        }
+                    }
+                }
+            }
+        }
+        // The ReLU: `max` gives its second operand, zero, for NaN too.
+        for (activations, sums) in activations.chunks_exact_mut(OUTS).zip(sums) {
+            for (activation, sum) in activations.iter_mut().zip(sums) {
+                store(activation, _mm512_max_ps(sum, _mm512_setzero_ps()));
+            }
+        }
+    }
+
+    /// The `p x p` max-pool of channels-last `activations [batch, out h, out w, OUTS
+    /// registers]`, sixteen channels at a time: each window's first largest activation in
+    /// row-major order and its winner byte, as `[batch, out, pooled h, pooled w]`.
+    #[target_feature(enable = "avx512f")]
+    fn pool<const OUTS: usize>(
+        activations: &[Lanes],
+        [batch, out_h, out_w]: [usize; 3],
+        [pooled_h, pooled_w]: [usize; 2],
+        p: usize,
+    ) -> (Vec<f32>, Vec<u8>) {
+        let (out, windows) = (OUTS * LANES, pooled_h * pooled_w);
+        let mut maxima = vec![0.0; batch * out * windows];
+        let mut winners = vec![0; maxima.len()];
+        let at = |b: usize, y: usize, x: usize, r: usize| ((b * out_h + y) * out_w + x) * OUTS + r;
+        for b in 0..batch {
+            for r in 0..OUTS {
+                // Sixteen windows of sixteen channels, transposed to sixteen channels' rows.
+                for first in (0..windows).step_by(LANES) {
+                    let count = LANES.min(windows - first);
+                    let (mut window_maxima, mut window_winners) =
+                        ([_mm512_setzero_ps(); LANES], [_mm512_setzero_si512(); LANES]);
+                    for (window, (maxima, winners)) in
+                        (first..first + count).zip(window_maxima.iter_mut().zip(&mut window_winners))
+                    {
+                        let (py, px) = (window / pooled_w, window % pooled_w);
+                        let mut best = load(&activations[at(b, py * p, px * p, r)]);
+                        let mut position = _mm512_setzero_si512();
+                        for q in 1..p * p {
+                            let value = load(&activations[at(b, py * p + q / p, px * p + q % p, r)]);
+                            let larger = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(value, best);
+                            best = _mm512_mask_blend_ps(larger, best, value);
+                            position = _mm512_mask_blend_epi32(larger, position, _mm512_set1_epi32(q as i32));
+                        }
+                        let active = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(best, _mm512_setzero_ps());
+                        *maxima = best;
+                        *winners = _mm512_mask_or_epi32(
+                            position,
+                            !active,
+                            position,
+                            _mm512_set1_epi32(i32::from(INACTIVE)),
+                        );
+                    }
+                    let winner_rows = transpose(window_winners.map(|w| _mm512_castsi512_ps(w)));
+                    for (c, (maxima_row, winner_row)) in
+                        transpose(window_maxima).into_iter().zip(winner_rows).enumerate()
+                    {
+                        let row = (b * out + r * LANES + c) * windows + first;
+                        store_first(&mut maxima[row..row + count], maxima_row);
+                        let mut bytes = [0u8; LANES];
+                        // SAFETY: `bytes` holds the 16 bytes the store writes.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            _mm_storeu_si128(
+                                bytes.as_mut_ptr().cast(),
+                                _mm512_cvtepi32_epi8(_mm512_castps_si512(winner_row)),
+                            );
+                        }
+                        winners[row..row + count].copy_from_slice(&bytes[..count]);
+                    }
+                }
+            }
+        }
+        (maxima, winners)
     }
 
     /// [`super::backward`] for `K x K` kernels over `RUNS` registers of channels: patches of
