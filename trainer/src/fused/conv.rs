@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 
 use super::window::{self, inactive_unless, routed, INACTIVE};
-use super::{dense, phases, sparse};
+use super::{channels_last, dense, phases};
 
 /// Stride, padding (the same on all four sides) and max-pool window of a block; the pool's
 /// stride is its window, as in the model.
@@ -144,8 +144,8 @@ pub struct Kept {
 enum Source {
     /// `[patch, columns]`, for the dense products.
     Patches(Vec<f32>),
-    /// The input, padded and channels last, for [`sparse::backward`].
-    ChannelsLast(Vec<sparse::Lanes>),
+    /// The input, padded and channels last, for [`channels_last::backward`].
+    ChannelsLast(Vec<channels_last::Lanes>),
 }
 
 /// Gradients of the three inputs.
@@ -159,7 +159,7 @@ pub struct Gradients {
 }
 
 /// `input [batch, in, h, w]`, `weight [out, in, k, k]`, `bias [out]`, all row-major. The
-/// blocks [`sparse::applies`] is true for run channels last, the others by im2col and a
+/// blocks [`channels_last::applies`] is true for run channels last, the others by im2col and a
 /// matrix product, which `parallel` spreads over rayon's threads (for large batches outside
 /// the thread pool; training and prediction already run one batch part per thread).
 pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], parallel: bool) -> Forward {
@@ -170,9 +170,9 @@ pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32], 
             && bias.len() == shape.channels_out,
         "conv block: inputs do not match their shape"
     );
-    if sparse::applies(shape) {
-        let input = sparse::channels_last(shape, input);
-        let (output, winners) = sparse::forward(shape, &input, weight, bias);
+    if channels_last::applies(shape) {
+        let input = channels_last::padded(shape, input);
+        let (output, winners) = channels_last::forward(shape, &input, weight, bias);
         return Forward { output, kept: Kept { source: Source::ChannelsLast(input), winners } };
     }
     dense_forward(shape, input, weight, bias, parallel)
@@ -211,7 +211,7 @@ pub fn backward(
     let patches = match &kept.source {
         Source::Patches(patches) => patches,
         Source::ChannelsLast(input) => {
-            return sparse::backward(shape, weight, input, &kept.winners, grad_output, input_grad)
+            return channels_last::backward(shape, weight, input, &kept.winners, grad_output, input_grad)
         }
     };
     assert_eq!(patches.len(), patch_len * columns, "conv block: patches do not match their shape");
@@ -672,7 +672,7 @@ mod tests {
     #[test]
     fn channels_last_path_equals_the_dense_products() {
         let geometry = ConvGeometry { stride: 1, padding: 1, pool: 2 };
-        if !sparse::applies(&BlockShape::new([1, 16, 8, 8], [32, 16, 3, 3], geometry).unwrap()) {
+        if !channels_last::applies(&BlockShape::new([1, 16, 8, 8], [32, 16, 3, 3], geometry).unwrap()) {
             eprintln!("no AVX-512 here: every block takes the dense products");
             return;
         }
@@ -686,20 +686,20 @@ mod tests {
             ([1, 32, 6, 21], [64, 32, 3, 3], 1, 2),
         ] {
             let shape = BlockShape::new(input, weights, ConvGeometry { stride: 1, padding, pool }).unwrap();
-            assert!(sparse::applies(&shape), "{input:?} {weights:?}");
+            assert!(channels_last::applies(&shape), "{input:?} {weights:?}");
             let x = values(input.iter().product(), 4);
             let (wt, b) = (values(weights.iter().product(), 5), values(weights[0], 6));
-            let (channels_last, dense) =
+            let (last, dense) =
                 (forward(&shape, &x, &wt, &b, false), dense_forward(&shape, &x, &wt, &b, false));
-            assert!(matches!(channels_last.kept.source, Source::ChannelsLast(_)));
-            assert_eq!(channels_last.kept.winners, dense.kept.winners, "{input:?} winners");
+            assert!(matches!(last.kept.source, Source::ChannelsLast(_)));
+            assert_eq!(last.kept.winners, dense.kept.winners, "{input:?} winners");
             let grad = values(shape.output_dims().iter().product(), 7);
             let (s, d) = (
-                backward(&shape, &wt, &channels_last.kept, &grad, true),
+                backward(&shape, &wt, &last.kept, &grad, true),
                 backward(&shape, &wt, &dense.kept, &grad, true),
             );
             for (part, s, d) in [
-                ("output", channels_last.output, dense.output),
+                ("output", last.output, dense.output),
                 ("input gradient", s.input.unwrap(), d.input.unwrap()),
                 ("weight gradient", s.weight, d.weight),
                 ("bias gradient", s.bias, d.bias),

@@ -1,16 +1,19 @@
-//! A pooled block's backward pass from its pool windows' winners alone.
+//! The pooled blocks over 16 or 32 input channels, with the channels innermost and AVX-512.
 //!
-//! Of each `p x p` pool window only the winner's activation gets a gradient (none where the
-//! ReLU was inactive), so the weight and input gradients need one patch's multiply-adds per
-//! window and output channel, where the dense products ([`super::conv`]) spend them on every
-//! position: a quarter of the work for 2 x 2 windows. For that the forward pass keeps its
-//! input padded with the channels innermost (`[batch, padded h, padded w, in]`): a patch is
-//! then `k x k` contiguous runs of `in` values, whole 512-bit registers when `in` is a
-//! multiple of 16, and the weights are taken in the same `(ky, kx, in)` order.
+//! The block's input is padded and transposed to `[batch, padded h, padded w, in]` ([`padded`]):
+//! a patch is then `k x k` contiguous runs of `in` values, whole 512-bit registers, and the
+//! weights are taken in the same `(ky, kx, in)` order.
+//! - [`forward`]: the convolution summed directly from that input, a tile of output positions
+//!   by all output channels at a time in registers (no patch matrix), bias and ReLU on the way
+//!   out, then the max-pool sixteen channels at a time.
+//! - [`backward`]: of each `p x p` pool window only the winner's activation gets a gradient
+//!   (none where the ReLU was inactive), so the weight and input gradients take one patch's
+//!   multiply-adds per window and output channel, where the dense products ([`super::conv`])
+//!   spend them on every position: a quarter of the work for 2 x 2 windows.
 //!
-//! AVX-512 only, for the patches [`compiled`] names (3 x 3 kernels over 16 or 32
-//! channels: the pooled blocks after the first); other blocks and CPUs take the dense
-//! products.
+//! For stride-1 3 x 3 kernels from 16 or 32 channels to 32 or 64 ([`applies`]: the pooled
+//! blocks after the first in the models); other blocks and CPUs take [`super::conv`]'s im2col
+//! and matrix products.
 
 use super::conv::{BlockShape, Gradients};
 
@@ -46,7 +49,7 @@ pub fn applies(shape: &BlockShape) -> bool {
 }
 
 /// The forward pass of a block [`applies`] is true for, from its padded channels-last input
-/// ([`channels_last`]), weights `[out, in, k, k]` and bias `[out]`: the convolution summed
+/// ([`padded`]), weights `[out, in, k, k]` and bias `[out]`: the convolution summed
 /// directly from the input, a few output positions by all output channels at a time in
 /// registers, bias and ReLU on the way out, then the pool. The output
 /// (`[batch, out, pooled h, pooled w]`) and the pool's winner bytes in the same order.
@@ -69,43 +72,16 @@ pub fn forward(shape: &BlockShape, input: &[Lanes], weight: &[f32], bias: &[f32]
 }
 
 /// `input [batch, in, h, w]` padded, channels innermost: `[batch, h + 2 pad, w + 2 pad, in]`
-/// in runs of [`LANES`] channels, zero in the border. For blocks [`applies`] is true for.
-pub fn channels_last(shape: &BlockShape, input: &[f32]) -> Vec<Lanes> {
+/// in runs of 16 channels, zero in the border. For blocks [`applies`] is true for.
+pub fn padded(shape: &BlockShape, input: &[f32]) -> Vec<Lanes> {
     assert_eq!(input.len(), shape.input_dims().iter().product::<usize>(), "channels_last: input size");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has the features `avx512::channels_last` is compiled for.
         #[allow(unsafe_code)]
-        return unsafe { avx512::channels_last(shape, input) };
+        return unsafe { avx512::padded(shape, input) };
     }
     unreachable!("channels-last input for a block the sparse backward pass does not take: {shape:?}")
-}
-
-/// Registers of a padded channels-last input.
-fn padded_len(shape: &BlockShape) -> usize {
-    let padding = shape.geometry.padding;
-    shape.batch * (shape.height + 2 * padding) * (shape.width + 2 * padding) * shape.channels_in / LANES
-}
-
-/// Calls `f(the register of the block's first position in the padded channels-last input,
-/// where its first channel's row starts in [batch, in, h, w], its positions)` for every block
-/// of [`LANES`] channels by up to [`LANES`] positions of an input row: one register transpose
-/// each way.
-fn for_each_block(shape: &BlockShape, mut f: impl FnMut(usize, usize, usize)) {
-    let (channels, height, width, padding) =
-        (shape.channels_in, shape.height, shape.width, shape.geometry.padding);
-    let (padded_w, runs) = (width + 2 * padding, channels / LANES);
-    for b in 0..shape.batch {
-        for y in 0..height {
-            let first = ((b * (height + 2 * padding) + y + padding) * padded_w + padding) * runs;
-            for run in 0..runs {
-                let row = ((b * channels + run * LANES) * height + y) * width;
-                for x in (0..width).step_by(LANES) {
-                    f(first + x * runs + run, row + x, LANES.min(width - x));
-                }
-            }
-        }
-    }
 }
 
 /// The backward pass of a block [`applies`] is true for, from its padded channels-last input,
@@ -136,30 +112,6 @@ pub fn backward(
     unreachable!("the forward pass kept no channels-last input for {shape:?}")
 }
 
-/// `weight [out, in, k, k]` as `[out, k, k, in]` in runs of [`LANES`]: a patch's order.
-fn weights_channels_last(shape: &BlockShape, weight: &[f32]) -> Vec<Lanes> {
-    let (channels, entries) = (shape.channels_in, shape.kernel * shape.kernel);
-    let mut reordered = vec![[0.0; LANES]; weight.len() / LANES];
-    for (i, &w) in weight.iter().enumerate() {
-        let (o, c, entry) = (i / (channels * entries), i / entries % channels, i % entries);
-        let run = (o * entries + entry) * channels + c;
-        reordered[run / LANES][run % LANES] = w;
-    }
-    reordered
-}
-
-/// The inverse of [`weights_channels_last`].
-fn weights_channels_first(shape: &BlockShape, reordered: &[Lanes]) -> Vec<f32> {
-    let (channels, entries) = (shape.channels_in, shape.kernel * shape.kernel);
-    (0..reordered.len() * LANES)
-        .map(|i| {
-            let (o, c, entry) = (i / (channels * entries), i / entries % channels, i % entries);
-            let run = (o * entries + entry) * channels + c;
-            reordered[run / LANES][run % LANES]
-        })
-        .collect()
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
@@ -173,7 +125,58 @@ mod avx512 {
 
     use super::super::conv::{BlockShape, Gradients};
     use super::super::window::{routed, INACTIVE};
-    use super::{for_each_block, padded_len, weights_channels_first, weights_channels_last, Lanes, LANES};
+    use super::{Lanes, LANES};
+
+    /// Registers of a padded channels-last input.
+    fn padded_len(shape: &BlockShape) -> usize {
+        let padding = shape.geometry.padding;
+        shape.batch * (shape.height + 2 * padding) * (shape.width + 2 * padding) * shape.channels_in / LANES
+    }
+
+    /// Calls `f(the register of the block's first position in the padded channels-last input,
+    /// where its first channel's row starts in [batch, in, h, w], its positions)` for every block
+    /// of [`LANES`] channels by up to [`LANES`] positions of an input row: one register transpose
+    /// each way.
+    fn for_each_block(shape: &BlockShape, mut f: impl FnMut(usize, usize, usize)) {
+        let (channels, height, width, padding) =
+            (shape.channels_in, shape.height, shape.width, shape.geometry.padding);
+        let (padded_w, runs) = (width + 2 * padding, channels / LANES);
+        for b in 0..shape.batch {
+            for y in 0..height {
+                let first = ((b * (height + 2 * padding) + y + padding) * padded_w + padding) * runs;
+                for run in 0..runs {
+                    let row = ((b * channels + run * LANES) * height + y) * width;
+                    for x in (0..width).step_by(LANES) {
+                        f(first + x * runs + run, row + x, LANES.min(width - x));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `weight [out, in, k, k]` as `[out, k, k, in]` in runs of [`LANES`]: a patch's order.
+    fn weights_channels_last(shape: &BlockShape, weight: &[f32]) -> Vec<Lanes> {
+        let (channels, entries) = (shape.channels_in, shape.kernel * shape.kernel);
+        let mut reordered = vec![[0.0; LANES]; weight.len() / LANES];
+        for (i, &w) in weight.iter().enumerate() {
+            let (o, c, entry) = (i / (channels * entries), i / entries % channels, i % entries);
+            let run = (o * entries + entry) * channels + c;
+            reordered[run / LANES][run % LANES] = w;
+        }
+        reordered
+    }
+
+    /// The inverse of [`weights_channels_last`].
+    fn weights_channels_first(shape: &BlockShape, reordered: &[Lanes]) -> Vec<f32> {
+        let (channels, entries) = (shape.channels_in, shape.kernel * shape.kernel);
+        (0..reordered.len() * LANES)
+            .map(|i| {
+                let (o, c, entry) = (i / (channels * entries), i / entries % channels, i % entries);
+                let run = (o * entries + entry) * channels + c;
+                reordered[run / LANES][run % LANES]
+            })
+            .collect()
+    }
 
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -248,9 +251,9 @@ mod avx512 {
         r
     }
 
-    /// [`super::channels_last`]: blocks of 16 channels by 16 positions, transposed in registers.
+    /// [`super::padded`]: blocks of 16 channels by 16 positions, transposed in registers.
     #[target_feature(enable = "avx512f")]
-    pub fn channels_last(shape: &BlockShape, input: &[f32]) -> Vec<Lanes> {
+    pub fn padded(shape: &BlockShape, input: &[f32]) -> Vec<Lanes> {
         let (plane, runs) = (shape.height * shape.width, shape.channels_in / LANES);
         let mut padded = vec![[0.0; LANES]; padded_len(shape)];
         for_each_block(shape, |first, row, positions| {
@@ -265,7 +268,7 @@ mod avx512 {
         padded
     }
 
-    /// The inverse of [`channels_last`]: `[batch, in, h, w]` without the border.
+    /// The inverse of [`padded`]: `[batch, in, h, w]` without the border.
     #[target_feature(enable = "avx512f")]
     pub(super) fn channels_first(shape: &BlockShape, padded: &[Lanes]) -> Vec<f32> {
         let (plane, runs) = (shape.height * shape.width, shape.channels_in / LANES);
@@ -549,7 +552,7 @@ mod tests {
     /// Every value lands at its padded position and channel, the border stays zero, and the
     /// way back gives the input; for rows of whole, partial and several blocks of positions.
     #[test]
-    fn channels_last_puts_each_value_at_its_position_and_channel_and_back() {
+    fn padded_puts_each_value_at_its_position_and_channel_and_back() {
         for (input, padding) in [([2, 16, 5, 19], 1), ([1, 32, 4, 16], 0), ([3, 16, 8, 8], 1)] {
             let [batch, channels, height, width] = input;
             let geometry = ConvGeometry { stride: 1, padding, pool: 2 };
@@ -559,7 +562,7 @@ mod tests {
                 return;
             }
             let values: Vec<f32> = (1..=input.iter().product::<usize>()).map(|i| i as f32).collect();
-            let padded = channels_last(&shape, &values);
+            let padded = padded(&shape, &values);
             let (padded_h, padded_w, runs) = (height + 2 * padding, width + 2 * padding, channels / LANES);
             assert_eq!(padded.len(), batch * padded_h * padded_w * runs);
             for (i, &value) in values.iter().enumerate() {
