@@ -21,20 +21,24 @@ use super::conv::{BlockShape, Gradients};
 const LANES: usize = 16;
 
 /// Sixteen consecutive channels at one position: one register.
-pub type Lanes = [f32; LANES];
+type Lanes = [f32; LANES];
 
-/// The kernel side, registers per patch position and registers of output channels when
-/// this path is compiled for them: stride-1 3 x 3 kernels from 16 or 32 channels to 32 or 64.
+/// The kernel side, input channels and registers of output channels when this path is
+/// compiled for them: stride-1 3 x 3 kernels from 16 or 32 channels to 32 or 64, and from one
+/// channel to 16 with 2 x 2 windows.
 fn compiled(shape: &BlockShape) -> Option<(usize, usize, usize)> {
-    let whole = shape.channels_in.is_multiple_of(LANES) && shape.channels_out.is_multiple_of(LANES);
-    let (kernel, runs, outs) = (shape.kernel, shape.channels_in / LANES, shape.channels_out / LANES);
-    let fits = whole
+    let (kernel, channels, outs) = (shape.kernel, shape.channels_in, shape.channels_out / LANES);
+    let pooled = shape.channels_out.is_multiple_of(LANES)
         && shape.geometry.pool > 1
         && shape.geometry.stride == 1
-        && kernel == 3
-        && matches!(runs, 1 | 2)
-        && matches!(outs, 2 | 4);
-    fits.then_some((kernel, runs, outs))
+        && kernel == 3;
+    let fits = pooled
+        && match channels {
+            16 | 32 => matches!(outs, 2 | 4),
+            1 => outs == 1 && shape.geometry.pool == 2,
+            _ => false,
+        };
+    fits.then_some((kernel, channels, outs))
 }
 
 /// Whether [`forward`] and [`backward`] run `shape`'s block on this CPU.
@@ -53,14 +57,15 @@ pub fn applies(shape: &BlockShape) -> bool {
 /// directly from the input, a few output positions by all output channels at a time in
 /// registers, bias and ReLU on the way out, then the pool. The output
 /// (`[batch, out, pooled h, pooled w]`) and the pool's winner bytes in the same order.
-pub fn forward(shape: &BlockShape, input: &[Lanes], weight: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<u8>) {
+pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<u8>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         let run = match compiled(shape) {
-            Some((3, 1, 2)) => avx512::forward::<3, 1, 2, 8>,
-            Some((3, 2, 2)) => avx512::forward::<3, 2, 2, 8>,
-            Some((3, 1, 4)) => avx512::forward::<3, 1, 4, 4>,
-            Some((3, 2, 4)) => avx512::forward::<3, 2, 4, 4>,
+            Some((3, 16, 2)) => avx512::forward::<3, 16, 2, 8>,
+            Some((3, 32, 2)) => avx512::forward::<3, 32, 2, 8>,
+            Some((3, 16, 4)) => avx512::forward::<3, 16, 4, 4>,
+            Some((3, 32, 4)) => avx512::forward::<3, 32, 4, 4>,
+            Some((3, 1, 1)) => avx512::forward::<3, 1, 1, 16>,
             _ => unreachable!("channels-last forward pass for a block it does not take: {shape:?}"),
         };
         // SAFETY: the CPU has the features `avx512::forward` is compiled for.
@@ -71,9 +76,9 @@ pub fn forward(shape: &BlockShape, input: &[Lanes], weight: &[f32], bias: &[f32]
     unreachable!("channels-last forward pass for a block it does not take: {shape:?}")
 }
 
-/// `input [batch, in, h, w]` padded, channels innermost: `[batch, h + 2 pad, w + 2 pad, in]`
-/// in runs of 16 channels, zero in the border. For blocks [`applies`] is true for.
-pub fn padded(shape: &BlockShape, input: &[f32]) -> Vec<Lanes> {
+/// `input [batch, in, h, w]` padded, channels innermost: `[batch, h + 2 pad, w + 2 pad, in]`,
+/// zero in the border. For blocks [`applies`] is true for.
+pub fn padded(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
     assert_eq!(input.len(), shape.input_dims().iter().product::<usize>(), "channels_last: input size");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
@@ -92,7 +97,7 @@ pub fn padded(shape: &BlockShape, input: &[f32]) -> Vec<Lanes> {
 pub fn backward(
     shape: &BlockShape,
     weight: &[f32],
-    input: &[Lanes],
+    input: &[f32],
     winners: &[u8],
     grad_output: &[f32],
     input_grad: bool,
@@ -100,8 +105,9 @@ pub fn backward(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         let run = match compiled(shape) {
-            Some((3, 1, _)) => avx512::backward::<3, 1, 9>,
-            Some((3, 2, _)) => avx512::backward::<3, 2, 18>,
+            Some((3, 16, _)) => avx512::backward::<3, 1, 9>,
+            Some((3, 32, _)) => avx512::backward::<3, 2, 18>,
+            Some((3, 1, _)) => avx512::backward_one_channel::<3, 9>,
             _ => unreachable!("the forward pass kept no channels-last input for {shape:?}"),
         };
         // SAFETY: the CPU has the features `avx512::backward` is compiled for.
@@ -115,22 +121,24 @@ pub fn backward(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512, _mm512_add_ps, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cmp_ps_mask,
-        _mm512_cvtepi32_epi8, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_blend_epi32,
-        _mm512_mask_blend_ps, _mm512_mask_or_epi32, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
-        _mm512_max_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_ps, _mm512_setzero_si512,
-        _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
-        _mm_storeu_si128, _CMP_GT_OQ,
+        __m512, _mm512_add_epi32, _mm512_add_ps, _mm512_and_si512, _mm512_castps_si512, _mm512_castsi512_ps,
+        _mm512_cmp_ps_mask, _mm512_cvtepi32_epi8, _mm512_cvtepu8_epi32, _mm512_fmadd_ps, _mm512_loadu_ps,
+        _mm512_mask_blend_epi32, _mm512_mask_blend_ps, _mm512_mask_or_epi32, _mm512_mask_storeu_ps,
+        _mm512_maskz_loadu_ps, _mm512_maskz_mov_ps, _mm512_max_ps, _mm512_permutex2var_ps,
+        _mm512_reduce_add_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps,
+        _mm512_setzero_si512, _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps,
+        _mm512_test_epi32_mask, _mm512_testn_epi32_mask, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
+        _mm_loadu_si128, _mm_storeu_si128, _CMP_GT_OQ,
     };
 
     use super::super::conv::{BlockShape, Gradients};
     use super::super::window::{routed, INACTIVE};
     use super::{Lanes, LANES};
 
-    /// Registers of a padded channels-last input.
+    /// Values of a padded channels-last input.
     fn padded_len(shape: &BlockShape) -> usize {
         let padding = shape.geometry.padding;
-        shape.batch * (shape.height + 2 * padding) * (shape.width + 2 * padding) * shape.channels_in / LANES
+        shape.batch * (shape.height + 2 * padding) * (shape.width + 2 * padding) * shape.channels_in
     }
 
     /// Calls `f(the register of the block's first position in the padded channels-last input,
@@ -251,11 +259,23 @@ mod avx512 {
         r
     }
 
-    /// [`super::padded`]: blocks of 16 channels by 16 positions, transposed in registers.
+    /// [`super::padded`]: one channel's rows copied inside the border; more channels in
+    /// blocks of 16 channels by 16 positions, transposed in registers.
     #[target_feature(enable = "avx512f")]
-    pub fn padded(shape: &BlockShape, input: &[f32]) -> Vec<Lanes> {
+    pub fn padded(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
+        if shape.channels_in == 1 {
+            let (width, padding) = (shape.width, shape.geometry.padding);
+            let padded_w = width + 2 * padding;
+            let mut padded = vec![0.0; padded_len(shape)];
+            for (row, values) in input.chunks_exact(width).enumerate() {
+                let (b, y) = (row / shape.height, row % shape.height);
+                let start = ((b * (shape.height + 2 * padding) + y + padding) * padded_w) + padding;
+                padded[start..start + width].copy_from_slice(values);
+            }
+            return padded;
+        }
         let (plane, runs) = (shape.height * shape.width, shape.channels_in / LANES);
-        let mut padded = vec![[0.0; LANES]; padded_len(shape)];
+        let mut padded = vec![[0.0; LANES]; padded_len(shape) / LANES];
         for_each_block(shape, |first, row, positions| {
             let mut rows = [_mm512_setzero_ps(); LANES];
             for (c, rows) in rows.iter_mut().enumerate() {
@@ -265,7 +285,7 @@ mod avx512 {
                 store(&mut padded[first + x * runs], column);
             }
         });
-        padded
+        padded.into_flattened()
     }
 
     /// The inverse of [`padded`]: `[batch, in, h, w]` without the border.
@@ -285,30 +305,29 @@ mod avx512 {
         input
     }
 
-    /// [`super::forward`] for `K x K` kernels from `RUNS` registers of channels to `OUTS`
-    /// registers of channels, `TILE` output positions at a time.
+    /// [`super::forward`] for `K x K` kernels from `C` channels to `OUTS` registers of
+    /// channels, `TILE` output positions at a time.
     #[target_feature(enable = "avx512f")]
-    pub fn forward<const K: usize, const RUNS: usize, const OUTS: usize, const TILE: usize>(
+    pub fn forward<const K: usize, const C: usize, const OUTS: usize, const TILE: usize>(
         shape: &BlockShape,
-        input: &[Lanes],
+        input: &[f32],
         weight: &[f32],
         bias: &[f32],
     ) -> (Vec<f32>, Vec<u8>) {
         let [batch, out, pooled_h, pooled_w] = shape.output_dims();
-        let (out_h, out_w, p) = (shape.out_height(), shape.out_width(), shape.geometry.pool);
-        let channels = RUNS * LANES;
+        let (out_w, p) = (shape.out_width(), shape.geometry.pool);
+        let channels = C;
         let padded_w = shape.width + 2 * shape.geometry.padding;
         let (row_len, image_len) =
             (padded_w * channels, (shape.height + 2 * shape.geometry.padding) * padded_w * channels);
         assert!(
             (shape.kernel, shape.channels_in, out) == (K, channels, OUTS * LANES)
                 && shape.geometry.stride == 1
-                && input.len() * LANES == batch * image_len
+                && input.len() == batch * image_len
                 && weight.len() == out * channels * K * K
                 && bias.len() == out,
             "channels-last forward: inputs do not match their shape"
         );
-        let input = input.as_flattened();
         // The weights as `[ky, kx, in, out]`: one entry's output channels are `OUTS` registers.
         let mut weights = vec![[0.0; LANES]; K * K * channels * OUTS];
         for (i, &w) in weight.iter().enumerate() {
@@ -319,29 +338,52 @@ mod avx512 {
         for (register, bias) in biases.iter_mut().zip(bias.chunks_exact(LANES)) {
             *register = load_first(bias);
         }
-        // `[batch, out h, out w, out]`, after bias and ReLU.
-        let mut activations = vec![[0.0; LANES]; batch * out_h * out_w * OUTS];
+        // One row of windows at a time: its `p` rows of activations (`[p, out w, out]`, after
+        // bias and ReLU) stay in the first-level cache for the pool. Rows past the last whole
+        // window are not computed: the pool drops them.
+        let mut band = vec![[0.0; LANES]; p * out_w * OUTS];
+        let mut maxima = vec![0.0; batch * out * pooled_h * pooled_w];
+        let mut winners = vec![0; maxima.len()];
         let whole = out_w - out_w % TILE;
-        for (row, activations) in activations.chunks_exact_mut(out_w * OUTS).enumerate() {
-            let (b, y) = (row / out_h, row % out_h);
-            let start = b * image_len + y * row_len;
-            for x in (0..whole).step_by(TILE) {
-                let tile = &mut activations[x * OUTS..][..TILE * OUTS];
-                conv_tile::<K, RUNS, OUTS, TILE>(
-                    input,
-                    start + x * channels,
-                    row_len,
-                    &weights,
-                    biases,
-                    tile,
+        for b in 0..batch {
+            for py in 0..pooled_h {
+                for (dy, activations) in band.chunks_exact_mut(out_w * OUTS).enumerate() {
+                    let start = b * image_len + (py * p + dy) * row_len;
+                    for x in (0..whole).step_by(TILE) {
+                        let tile = &mut activations[x * OUTS..][..TILE * OUTS];
+                        conv_tile::<K, C, OUTS, TILE>(
+                            input,
+                            start + x * channels,
+                            row_len,
+                            &weights,
+                            biases,
+                            tile,
+                        );
+                    }
+                    for x in whole..out_w {
+                        let tile = &mut activations[x * OUTS..][..OUTS];
+                        conv_tile::<K, C, OUTS, 1>(
+                            input,
+                            start + x * channels,
+                            row_len,
+                            &weights,
+                            biases,
+                            tile,
+                        );
+                    }
+                }
+                let row = (b * out * pooled_h + py) * pooled_w;
+                pool_band::<OUTS>(
+                    &band,
+                    out_w,
+                    p,
+                    pooled_h * pooled_w,
+                    &mut maxima[row..],
+                    &mut winners[row..],
                 );
             }
-            for x in whole..out_w {
-                let tile = &mut activations[x * OUTS..][..OUTS];
-                conv_tile::<K, RUNS, OUTS, 1>(input, start + x * channels, row_len, &weights, biases, tile);
-            }
         }
-        pool::<OUTS>(&activations, [batch, out_h, out_w], [pooled_h, pooled_w], p)
+        (maxima, winners)
     }
 
     /// `TILE` consecutive output positions' `OUTS` registers of channels into `activations`,
@@ -349,7 +391,7 @@ mod avx512 {
     /// registers, each input value broadcast once per tile position and kernel column.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn conv_tile<const K: usize, const RUNS: usize, const OUTS: usize, const TILE: usize>(
+    fn conv_tile<const K: usize, const C: usize, const OUTS: usize, const TILE: usize>(
         input: &[f32],
         start: usize,
         row_len: usize,
@@ -357,7 +399,7 @@ mod avx512 {
         biases: [__m512; OUTS],
         activations: &mut [Lanes],
     ) {
-        let channels = RUNS * LANES;
+        let channels = C;
         let mut sums = [biases; TILE];
         for ky in 0..K {
             let row = &input[start + ky * row_len..][..(TILE + K - 1) * channels];
@@ -385,69 +427,168 @@ mod avx512 {
         }
     }
 
-    /// The `p x p` max-pool of channels-last `activations [batch, out h, out w, OUTS
-    /// registers]`, sixteen channels at a time: each window's first largest activation in
-    /// row-major order and its winner byte, as `[batch, out, pooled h, pooled w]`.
+    /// The `p x p` max-pool of one row of windows from its channels-last activations
+    /// (`band [p, out w, OUTS registers]`), sixteen channels at a time: each window's first
+    /// largest activation in row-major order and its winner byte, into `maxima` and
+    /// `winners` from their window row's start in `[out, pooled h, pooled w]` (each output
+    /// channel's row `windows` further on).
     #[target_feature(enable = "avx512f")]
-    fn pool<const OUTS: usize>(
-        activations: &[Lanes],
-        [batch, out_h, out_w]: [usize; 3],
-        [pooled_h, pooled_w]: [usize; 2],
+    fn pool_band<const OUTS: usize>(
+        band: &[Lanes],
+        out_w: usize,
         p: usize,
-    ) -> (Vec<f32>, Vec<u8>) {
-        let (out, windows) = (OUTS * LANES, pooled_h * pooled_w);
-        let mut maxima = vec![0.0; batch * out * windows];
-        let mut winners = vec![0; maxima.len()];
-        let at = |b: usize, y: usize, x: usize, r: usize| ((b * out_h + y) * out_w + x) * OUTS + r;
-        for b in 0..batch {
-            for r in 0..OUTS {
-                // Sixteen windows of sixteen channels, transposed to sixteen channels' rows.
-                for first in (0..windows).step_by(LANES) {
-                    let count = LANES.min(windows - first);
-                    let (mut window_maxima, mut window_winners) =
-                        ([_mm512_setzero_ps(); LANES], [_mm512_setzero_si512(); LANES]);
-                    for (window, (maxima, winners)) in
-                        (first..first + count).zip(window_maxima.iter_mut().zip(&mut window_winners))
-                    {
-                        let (py, px) = (window / pooled_w, window % pooled_w);
-                        let mut best = load(&activations[at(b, py * p, px * p, r)]);
-                        let mut position = _mm512_setzero_si512();
-                        for q in 1..p * p {
-                            let value = load(&activations[at(b, py * p + q / p, px * p + q % p, r)]);
-                            let larger = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(value, best);
-                            best = _mm512_mask_blend_ps(larger, best, value);
-                            position = _mm512_mask_blend_epi32(larger, position, _mm512_set1_epi32(q as i32));
-                        }
-                        let active = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(best, _mm512_setzero_ps());
-                        *maxima = best;
-                        *winners = _mm512_mask_or_epi32(
-                            position,
-                            !active,
-                            position,
-                            _mm512_set1_epi32(i32::from(INACTIVE)),
+        windows: usize,
+        maxima: &mut [f32],
+        winners: &mut [u8],
+    ) {
+        let pooled_w = out_w / p;
+        for r in 0..OUTS {
+            // Sixteen windows of sixteen channels, transposed to sixteen channels' rows.
+            for first in (0..pooled_w).step_by(LANES) {
+                let count = LANES.min(pooled_w - first);
+                let mut window_maxima = [_mm512_setzero_ps(); LANES];
+                let mut window_winners = [_mm512_setzero_ps(); LANES];
+                for (px, (maxima, winners)) in
+                    (first..first + count).zip(window_maxima.iter_mut().zip(&mut window_winners))
+                {
+                    let mut best = load(&band[px * p * OUTS + r]);
+                    let mut position = _mm512_setzero_si512();
+                    for q in 1..p * p {
+                        let value = load(&band[((q / p) * out_w + px * p + q % p) * OUTS + r]);
+                        let larger = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(value, best);
+                        best = _mm512_mask_blend_ps(larger, best, value);
+                        position = _mm512_mask_blend_epi32(larger, position, _mm512_set1_epi32(q as i32));
+                    }
+                    let active = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(best, _mm512_setzero_ps());
+                    let inactive = _mm512_set1_epi32(i32::from(INACTIVE));
+                    *maxima = best;
+                    *winners =
+                        _mm512_castsi512_ps(_mm512_mask_or_epi32(position, !active, position, inactive));
+                }
+                let rows = transpose(window_maxima).into_iter().zip(transpose(window_winners));
+                for (c, (maxima_row, winner_row)) in rows.enumerate() {
+                    let row = (r * LANES + c) * windows + first;
+                    store_first(&mut maxima[row..row + count], maxima_row);
+                    let mut bytes = [0u8; LANES];
+                    // SAFETY: `bytes` holds the 16 bytes the store writes.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        _mm_storeu_si128(
+                            bytes.as_mut_ptr().cast(),
+                            _mm512_cvtepi32_epi8(_mm512_castps_si512(winner_row)),
                         );
                     }
-                    let winner_rows = transpose(window_winners.map(|w| _mm512_castsi512_ps(w)));
-                    for (c, (maxima_row, winner_row)) in
-                        transpose(window_maxima).into_iter().zip(winner_rows).enumerate()
-                    {
-                        let row = (b * out + r * LANES + c) * windows + first;
-                        store_first(&mut maxima[row..row + count], maxima_row);
-                        let mut bytes = [0u8; LANES];
-                        // SAFETY: `bytes` holds the 16 bytes the store writes.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            _mm_storeu_si128(
-                                bytes.as_mut_ptr().cast(),
-                                _mm512_cvtepi32_epi8(_mm512_castps_si512(winner_row)),
-                            );
-                        }
-                        winners[row..row + count].copy_from_slice(&bytes[..count]);
-                    }
+                    winners[row..row + count].copy_from_slice(&bytes[..count]);
                 }
             }
         }
-        (maxima, winners)
+    }
+
+    /// The 32 values of `values` from `at` on as two registers (zero past the end).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn strip(values: &[f32], at: usize) -> (__m512, __m512) {
+        if let Some(strip) = values.get(at..at + 2 * LANES) {
+            let (low, high) = strip.split_at(LANES);
+            return (load(low.try_into().expect("16 values")), load(high.try_into().expect("16 values")));
+        }
+        let rest = &values[at.min(values.len())..];
+        let (low, high) = rest.split_at(rest.len().min(LANES));
+        (load_first(low), load_first(&high[..high.len().min(LANES)]))
+    }
+
+    /// [`super::backward`] for `K x K = N` kernels over one input channel with 2 x 2 windows.
+    /// The weight gradient sixteen windows of a channel at a time, one register per kernel
+    /// entry: each window's patch value is picked from the 32 values of the two rows its
+    /// winner can be on (a permute by its column, a blend by its row), so no patch is built.
+    /// The input gradient (which no model's first block needs) value by value.
+    #[target_feature(enable = "avx512f")]
+    pub fn backward_one_channel<const K: usize, const N: usize>(
+        shape: &BlockShape,
+        weight: &[f32],
+        input: &[f32],
+        winners: &[u8],
+        grad_output: &[f32],
+        input_grad: bool,
+    ) -> Gradients {
+        let [batch, out, pooled_h, pooled_w] = shape.output_dims();
+        let windows = pooled_h * pooled_w;
+        let padded_w = shape.width + 2 * shape.geometry.padding;
+        let plane = (shape.height + 2 * shape.geometry.padding) * padded_w;
+        assert!(
+            N == K * K
+                && (shape.kernel, shape.channels_in, shape.geometry.pool, shape.geometry.stride)
+                    == (K, 1, 2, 1)
+                && input.len() == batch * plane
+                && weight.len() == out * K * K
+                && winners.len() == batch * out * windows
+                && grad_output.len() == winners.len(),
+            "one-channel sparse backward: inputs do not match their shape"
+        );
+        // Lane j's window, 2 j columns into the strip of 32 values its group reads.
+        let even_columns = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let mut weight_grad = vec![0.0; out * K * K];
+        let mut bias = vec![0.0; out];
+        for o in 0..out {
+            let mut sums = [_mm512_setzero_ps(); N];
+            let mut bias_sums = _mm512_setzero_ps();
+            for b in 0..batch {
+                for py in 0..pooled_h {
+                    let row = ((b * out + o) * pooled_h + py) * pooled_w;
+                    for first in (0..pooled_w).step_by(LANES) {
+                        let count = LANES.min(pooled_w - first);
+                        let mut bytes = [INACTIVE; LANES];
+                        bytes[..count].copy_from_slice(&winners[row + first..][..count]);
+                        // SAFETY: `bytes` holds the 16 bytes the load reads.
+                        #[allow(unsafe_code)]
+                        let w = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) });
+                        let active = _mm512_testn_epi32_mask(w, _mm512_set1_epi32(i32::from(INACTIVE)));
+                        let g = _mm512_maskz_mov_ps(active, load_first(&grad_output[row + first..][..count]));
+                        bias_sums = _mm512_add_ps(bias_sums, g);
+                        let columns =
+                            _mm512_add_epi32(even_columns, _mm512_and_si512(w, _mm512_set1_epi32(1)));
+                        let lower = _mm512_test_epi32_mask(w, _mm512_set1_epi32(2));
+                        for ky in 0..K {
+                            let top = b * plane + (2 * py + ky) * padded_w + 2 * first;
+                            for kx in 0..K {
+                                let (upper_lo, upper_hi) = strip(input, top + kx);
+                                let (lower_lo, lower_hi) = strip(input, top + padded_w + kx);
+                                let upper = _mm512_permutex2var_ps(upper_lo, columns, upper_hi);
+                                let values = _mm512_mask_blend_ps(
+                                    lower,
+                                    upper,
+                                    _mm512_permutex2var_ps(lower_lo, columns, lower_hi),
+                                );
+                                sums[ky * K + kx] = _mm512_fmadd_ps(g, values, sums[ky * K + kx]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (grad, sum) in weight_grad[o * K * K..][..K * K].iter_mut().zip(sums) {
+                *grad = _mm512_reduce_add_ps(sum);
+            }
+            bias[o] = _mm512_reduce_add_ps(bias_sums);
+        }
+        let input_grad = input_grad.then(|| {
+            let mut padded_grad = vec![0.0; input.len()];
+            for (at, (&g, &w)) in grad_output.iter().zip(winners).enumerate() {
+                let (b, o, window) = (at / (out * windows), at / windows % out, at % windows);
+                let position = usize::from(w & !INACTIVE);
+                let y = 2 * (window / pooled_w) + position / 2;
+                let x = 2 * (window % pooled_w) + position % 2;
+                let g = routed(g, w);
+                for (entry, &w) in weight[o * K * K..][..K * K].iter().enumerate() {
+                    padded_grad[b * plane + (y + entry / K) * padded_w + x + entry % K] += g * w;
+                }
+            }
+            let padding = shape.geometry.padding;
+            let rows = padded_grad.chunks_exact(padded_w).enumerate();
+            rows.filter(|(row, _)| (padding..padding + shape.height).contains(&(row % (plane / padded_w))))
+                .flat_map(|(_, row)| row[padding..padding + shape.width].iter().copied())
+                .collect()
+        });
+        Gradients { input: input_grad, weight: weight_grad, bias }
     }
 
     /// [`super::backward`] for `K x K` kernels over `RUNS` registers of channels: patches of
@@ -456,7 +597,7 @@ mod avx512 {
     pub fn backward<const K: usize, const RUNS: usize, const N: usize>(
         shape: &BlockShape,
         weight: &[f32],
-        input: &[Lanes],
+        input: &[f32],
         winners: &[u8],
         grad_output: &[f32],
         input_grad: bool,
@@ -467,6 +608,7 @@ mod avx512 {
         let padded_w = shape.width + 2 * shape.geometry.padding;
         let padded_plane = (shape.height + 2 * shape.geometry.padding) * padded_w;
         let (row_len, image_len) = (padded_w * RUNS, padded_plane * RUNS);
+        let (input, _) = input.as_chunks::<LANES>();
         assert!(
             N == K * K * RUNS
                 && (shape.kernel, shape.channels_in) == (K, RUNS * LANES)
@@ -550,37 +692,39 @@ mod tests {
     use super::*;
 
     /// Every value lands at its padded position and channel, the border stays zero, and the
-    /// way back gives the input; for rows of whole, partial and several blocks of positions.
+    /// way back gives the input; for one channel, and for rows of whole, partial and several
+    /// blocks of positions.
     #[test]
     fn padded_puts_each_value_at_its_position_and_channel_and_back() {
-        for (input, padding) in [([2, 16, 5, 19], 1), ([1, 32, 4, 16], 0), ([3, 16, 8, 8], 1)] {
+        for (input, padding) in
+            [([2, 16, 5, 19], 1), ([1, 32, 4, 16], 0), ([3, 16, 8, 8], 1), ([2, 1, 7, 5], 1)]
+        {
             let [batch, channels, height, width] = input;
             let geometry = ConvGeometry { stride: 1, padding, pool: 2 };
-            let shape = BlockShape::new(input, [32, channels, 3, 3], geometry).unwrap();
+            let outputs = if channels == 1 { 16 } else { 32 };
+            let shape = BlockShape::new(input, [outputs, channels, 3, 3], geometry).unwrap();
             if !applies(&shape) {
                 eprintln!("no AVX-512 here: the blocks keep their patches");
                 return;
             }
             let values: Vec<f32> = (1..=input.iter().product::<usize>()).map(|i| i as f32).collect();
             let padded = padded(&shape, &values);
-            let (padded_h, padded_w, runs) = (height + 2 * padding, width + 2 * padding, channels / LANES);
-            assert_eq!(padded.len(), batch * padded_h * padded_w * runs);
+            let (padded_h, padded_w) = (height + 2 * padding, width + 2 * padding);
+            assert_eq!(padded.len(), batch * padded_h * padded_w * channels);
             for (i, &value) in values.iter().enumerate() {
-                let (b, c, y, x) = (
-                    i / (channels * height * width),
-                    i / (height * width) % channels,
-                    i / width % height,
-                    i % width,
-                );
+                let (b, c) = (i / (channels * height * width), i / (height * width) % channels);
+                let (y, x) = (i / width % height, i % width);
                 let position = (b * padded_h + y + padding) * padded_w + x + padding;
-                assert_eq!(padded[position * runs + c / LANES][c % LANES], value, "{input:?} value {i}");
+                assert_eq!(padded[position * channels + c], value, "{input:?} value {i}");
             }
-            let nonzero = padded.as_flattened().iter().filter(|&&v| v != 0.0).count();
+            let nonzero = padded.iter().filter(|&&v| v != 0.0).count();
             assert_eq!(nonzero, values.len(), "{input:?}: the border is zero");
-            // SAFETY: `applies` found AVX-512.
-            #[allow(unsafe_code)]
-            let back = unsafe { avx512::channels_first(&shape, &padded) };
-            assert_eq!(back, values, "{input:?}: back to channels first");
+            if channels > 1 {
+                // SAFETY: `applies` found AVX-512.
+                #[allow(unsafe_code)]
+                let back = unsafe { avx512::channels_first(&shape, padded.as_chunks::<LANES>().0) };
+                assert_eq!(back, values, "{input:?}: back to channels first");
+            }
         }
     }
 }

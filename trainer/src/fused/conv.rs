@@ -145,7 +145,7 @@ enum Source {
     /// `[patch, columns]`, for the dense products.
     Patches(Vec<f32>),
     /// The input, padded and channels last, for [`channels_last::backward`].
-    ChannelsLast(Vec<channels_last::Lanes>),
+    ChannelsLast(Vec<f32>),
 }
 
 /// Gradients of the three inputs.
@@ -677,13 +677,17 @@ mod tests {
             return;
         }
         // The models' blocks; unpadded, with rows and columns past the last whole window and
-        // positions past the last whole tile; windows of 3; 64 outputs; 32 inputs.
+        // positions past the last whole tile; windows of 3; 64 outputs; 32 inputs; one input
+        // channel with rows of windows past the last whole 16.
         for (input, weights, padding, pool) in [
             ([3, 16, 8, 8], [32, 16, 3, 3], 1, 2),
             ([2, 16, 9, 11], [32, 16, 3, 3], 0, 2),
             ([2, 32, 8, 7], [32, 32, 3, 3], 1, 3),
             ([2, 16, 10, 6], [64, 16, 3, 3], 1, 2),
             ([1, 32, 6, 21], [64, 32, 3, 3], 1, 2),
+            ([2, 1, 64, 64], [16, 1, 3, 3], 1, 2),
+            ([3, 1, 9, 11], [16, 1, 3, 3], 0, 2),
+            ([1, 1, 10, 70], [16, 1, 3, 3], 1, 2),
         ] {
             let shape = BlockShape::new(input, weights, ConvGeometry { stride: 1, padding, pool }).unwrap();
             assert!(channels_last::applies(&shape), "{input:?} {weights:?}");
