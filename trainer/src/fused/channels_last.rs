@@ -20,9 +20,6 @@ use super::conv::{BlockShape, Gradients};
 /// Values in one 512-bit register.
 const LANES: usize = 16;
 
-/// Sixteen consecutive channels at one position: one register.
-type Lanes = [f32; LANES];
-
 /// The kernel side, input channels and registers of output channels when this path is
 /// compiled for them: stride-1 3 x 3 kernels from 16 or 32 channels to 32 or 64, and from one
 /// channel to 16 with 2 x 2 windows.
@@ -133,7 +130,11 @@ mod avx512 {
 
     use super::super::conv::{BlockShape, Gradients};
     use super::super::window::{routed, INACTIVE};
-    use super::{Lanes, LANES};
+    use super::LANES;
+
+    /// Sixteen consecutive values (channels at one position, or positions of one channel): one
+    /// register.
+    type Lanes = [f32; LANES];
 
     /// Values of a padded channels-last input.
     fn padded_len(shape: &BlockShape) -> usize {
