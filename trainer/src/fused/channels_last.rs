@@ -1,8 +1,8 @@
-//! The pooled blocks over 16 or 32 input channels, with the channels innermost and AVX-512.
+//! The pooled blocks with the channels innermost, by AVX-512.
 //!
 //! The block's input is padded and transposed to `[batch, padded h, padded w, in]` ([`padded`]):
-//! a patch is then `k x k` contiguous runs of `in` values, whole 512-bit registers, and the
-//! weights are taken in the same `(ky, kx, in)` order.
+//! a patch is then `k x k` contiguous runs of `in` values, whole 512-bit registers for 16 or
+//! 32 channels, and the weights are taken in the same `(ky, kx, in)` order.
 //! - [`forward`]: the convolution summed directly from that input, a tile of output positions
 //!   by all output channels at a time in registers (no patch matrix), bias and ReLU on the way
 //!   out, then the max-pool sixteen channels at a time.
@@ -11,9 +11,9 @@
 //!   multiply-adds per window and output channel, where the dense products ([`super::conv`])
 //!   spend them on every position: a quarter of the work for 2 x 2 windows.
 //!
-//! For stride-1 3 x 3 kernels from 16 or 32 channels to 32 or 64 ([`applies`]: the pooled
-//! blocks after the first in the models); other blocks and CPUs take [`super::conv`]'s im2col
-//! and matrix products.
+//! For stride-1 3 x 3 kernels from 16 or 32 channels to 32 or 64, and from one channel to 16
+//! with 2 x 2 windows ([`applies`]: every pooled block of the models); other blocks and CPUs
+//! take [`super::conv`]'s im2col and matrix products.
 
 use super::conv::{BlockShape, Gradients};
 
@@ -77,20 +77,22 @@ pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32]) 
 /// zero in the border. For blocks [`applies`] is true for.
 pub fn padded(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
     assert_eq!(input.len(), shape.input_dims().iter().product::<usize>(), "channels_last: input size");
+    assert!(compiled(shape).is_some(), "channels-last input for a block this path does not take: {shape:?}");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has the features `avx512::channels_last` is compiled for.
+        // SAFETY: the CPU has the features `avx512::padded` is compiled for.
         #[allow(unsafe_code)]
         return unsafe { avx512::padded(shape, input) };
     }
-    unreachable!("channels-last input for a block the sparse backward pass does not take: {shape:?}")
+    unreachable!("channels-last input without AVX-512: {shape:?}")
 }
 
 /// The backward pass of a block [`applies`] is true for, from its padded channels-last input,
 /// its weights `[out, in, k, k]`, the pool's winner bytes and the output's gradient
-/// (`[batch, out, pooled h, pooled w]`). Each channel's bias gradient sums its terms in the
-/// dense pass's order (image by image, window by window); the weight gradient's terms come in
-/// window order.
+/// (`[batch, out, pooled h, pooled w]`). From 16 or 32 channels, each channel's bias gradient
+/// sums its terms in the dense pass's order (image by image, window by window) and the weight
+/// gradient's in window order; from one channel, both in sixteen lanes of windows, then the
+/// lanes.
 pub fn backward(
     shape: &BlockShape,
     weight: &[f32],
@@ -107,7 +109,8 @@ pub fn backward(
             Some((3, 1, _)) => avx512::backward_one_channel::<3, 9>,
             _ => unreachable!("the forward pass kept no channels-last input for {shape:?}"),
         };
-        // SAFETY: the CPU has the features `avx512::backward` is compiled for.
+        // SAFETY: the CPU has the features `avx512::backward` and `backward_one_channel` are
+        // compiled for.
         #[allow(unsafe_code)]
         return unsafe { run(shape, weight, input, winners, grad_output, input_grad) };
     }
@@ -136,10 +139,22 @@ mod avx512 {
     /// register.
     type Lanes = [f32; LANES];
 
+    /// Rows and columns of a padded input plane.
+    fn padded_sides(shape: &BlockShape) -> (usize, usize) {
+        let padding = shape.geometry.padding;
+        (shape.height + 2 * padding, shape.width + 2 * padding)
+    }
+
     /// Values of a padded channels-last input.
     fn padded_len(shape: &BlockShape) -> usize {
-        let padding = shape.geometry.padding;
-        shape.batch * (shape.height + 2 * padding) * (shape.width + 2 * padding) * shape.channels_in
+        let (padded_h, padded_w) = padded_sides(shape);
+        shape.batch * padded_h * padded_w * shape.channels_in
+    }
+
+    /// Where an input row starts in the padded channels-last input, in values.
+    fn padded_row_start(shape: &BlockShape, b: usize, y: usize) -> usize {
+        let (padded_h, padded_w) = padded_sides(shape);
+        ((b * padded_h + y + shape.geometry.padding) * padded_w + shape.geometry.padding) * shape.channels_in
     }
 
     /// Calls `f(the register of the block's first position in the padded channels-last input,
@@ -147,12 +162,11 @@ mod avx512 {
     /// of [`LANES`] channels by up to [`LANES`] positions of an input row: one register transpose
     /// each way.
     fn for_each_block(shape: &BlockShape, mut f: impl FnMut(usize, usize, usize)) {
-        let (channels, height, width, padding) =
-            (shape.channels_in, shape.height, shape.width, shape.geometry.padding);
-        let (padded_w, runs) = (width + 2 * padding, channels / LANES);
+        let (channels, height, width) = (shape.channels_in, shape.height, shape.width);
+        let runs = channels / LANES;
         for b in 0..shape.batch {
             for y in 0..height {
-                let first = ((b * (height + 2 * padding) + y + padding) * padded_w + padding) * runs;
+                let first = padded_row_start(shape, b, y) / LANES;
                 for run in 0..runs {
                     let row = ((b * channels + run * LANES) * height + y) * width;
                     for x in (0..width).step_by(LANES) {
@@ -163,26 +177,34 @@ mod avx512 {
         }
     }
 
-    /// `weight [out, in, k, k]` as `[out, k, k, in]` in runs of [`LANES`]: a patch's order.
-    fn weights_channels_last(shape: &BlockShape, weight: &[f32]) -> Vec<Lanes> {
+    /// Output channel, input channel and kernel entry of weight `i` of `[out, in, k, k]`.
+    fn weight_parts(shape: &BlockShape, i: usize) -> (usize, usize, usize) {
         let (channels, entries) = (shape.channels_in, shape.kernel * shape.kernel);
+        (i / (channels * entries), i / entries % channels, i % entries)
+    }
+
+    /// Where weight `i` of `[out, in, k, k]` goes in `[out, k, k, in]`: a patch's order.
+    fn patch_order(shape: &BlockShape, i: usize) -> usize {
+        let (o, c, entry) = weight_parts(shape, i);
+        (o * shape.kernel * shape.kernel + entry) * shape.channels_in + c
+    }
+
+    /// `weight [out, in, k, k]` as `[out, k, k, in]` in runs of [`LANES`].
+    fn weights_channels_last(shape: &BlockShape, weight: &[f32]) -> Vec<Lanes> {
         let mut reordered = vec![[0.0; LANES]; weight.len() / LANES];
         for (i, &w) in weight.iter().enumerate() {
-            let (o, c, entry) = (i / (channels * entries), i / entries % channels, i % entries);
-            let run = (o * entries + entry) * channels + c;
-            reordered[run / LANES][run % LANES] = w;
+            let at = patch_order(shape, i);
+            reordered[at / LANES][at % LANES] = w;
         }
         reordered
     }
 
     /// The inverse of [`weights_channels_last`].
     fn weights_channels_first(shape: &BlockShape, reordered: &[Lanes]) -> Vec<f32> {
-        let (channels, entries) = (shape.channels_in, shape.kernel * shape.kernel);
         (0..reordered.len() * LANES)
             .map(|i| {
-                let (o, c, entry) = (i / (channels * entries), i / entries % channels, i % entries);
-                let run = (o * entries + entry) * channels + c;
-                reordered[run / LANES][run % LANES]
+                let at = patch_order(shape, i);
+                reordered[at / LANES][at % LANES]
             })
             .collect()
     }
@@ -265,13 +287,10 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub fn padded(shape: &BlockShape, input: &[f32]) -> Vec<f32> {
         if shape.channels_in == 1 {
-            let (width, padding) = (shape.width, shape.geometry.padding);
-            let padded_w = width + 2 * padding;
             let mut padded = vec![0.0; padded_len(shape)];
-            for (row, values) in input.chunks_exact(width).enumerate() {
-                let (b, y) = (row / shape.height, row % shape.height);
-                let start = ((b * (shape.height + 2 * padding) + y + padding) * padded_w) + padding;
-                padded[start..start + width].copy_from_slice(values);
+            for (row, values) in input.chunks_exact(shape.width).enumerate() {
+                let start = padded_row_start(shape, row / shape.height, row % shape.height);
+                padded[start..start + shape.width].copy_from_slice(values);
             }
             return padded;
         }
@@ -279,8 +298,8 @@ mod avx512 {
         let mut padded = vec![[0.0; LANES]; padded_len(shape) / LANES];
         for_each_block(shape, |first, row, positions| {
             let mut rows = [_mm512_setzero_ps(); LANES];
-            for (c, rows) in rows.iter_mut().enumerate() {
-                *rows = load_first(&input[row + c * plane..][..positions]);
+            for (c, channel_row) in rows.iter_mut().enumerate() {
+                *channel_row = load_first(&input[row + c * plane..][..positions]);
             }
             for (x, column) in transpose(rows).into_iter().take(positions).enumerate() {
                 store(&mut padded[first + x * runs], column);
@@ -291,16 +310,24 @@ mod avx512 {
 
     /// The inverse of [`padded`]: `[batch, in, h, w]` without the border.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn channels_first(shape: &BlockShape, padded: &[Lanes]) -> Vec<f32> {
+    pub(super) fn channels_first(shape: &BlockShape, padded: &[f32]) -> Vec<f32> {
+        if shape.channels_in == 1 {
+            let rows = (0..shape.batch * shape.height).map(|row| {
+                let start = padded_row_start(shape, row / shape.height, row % shape.height);
+                &padded[start..start + shape.width]
+            });
+            return rows.flatten().copied().collect();
+        }
         let (plane, runs) = (shape.height * shape.width, shape.channels_in / LANES);
+        let (padded, _) = padded.as_chunks::<LANES>();
         let mut input = vec![0.0; shape.input_dims().iter().product()];
         for_each_block(shape, |first, row, positions| {
             let mut columns = [_mm512_setzero_ps(); LANES];
             for (x, column) in columns.iter_mut().take(positions).enumerate() {
                 *column = load(&padded[first + x * runs]);
             }
-            for (c, rows) in transpose(columns).into_iter().enumerate() {
-                store_first(&mut input[row + c * plane..][..positions], rows);
+            for (c, channel_row) in transpose(columns).into_iter().enumerate() {
+                store_first(&mut input[row + c * plane..][..positions], channel_row);
             }
         });
         input
@@ -317,23 +344,21 @@ mod avx512 {
     ) -> (Vec<f32>, Vec<u8>) {
         let [batch, out, pooled_h, pooled_w] = shape.output_dims();
         let (out_w, p) = (shape.out_width(), shape.geometry.pool);
-        let channels = C;
-        let padded_w = shape.width + 2 * shape.geometry.padding;
-        let (row_len, image_len) =
-            (padded_w * channels, (shape.height + 2 * shape.geometry.padding) * padded_w * channels);
+        let (padded_h, padded_w) = padded_sides(shape);
+        let (row_len, image_len) = (padded_w * C, padded_h * padded_w * C);
         assert!(
-            (shape.kernel, shape.channels_in, out) == (K, channels, OUTS * LANES)
+            (shape.kernel, shape.channels_in, out) == (K, C, OUTS * LANES)
                 && shape.geometry.stride == 1
                 && input.len() == batch * image_len
-                && weight.len() == out * channels * K * K
+                && weight.len() == out * C * K * K
                 && bias.len() == out,
             "channels-last forward: inputs do not match their shape"
         );
         // The weights as `[ky, kx, in, out]`: one entry's output channels are `OUTS` registers.
-        let mut weights = vec![[0.0; LANES]; K * K * channels * OUTS];
+        let mut weights = vec![[0.0; LANES]; K * K * C * OUTS];
         for (i, &w) in weight.iter().enumerate() {
-            let (o, c, entry) = (i / (channels * K * K), i / (K * K) % channels, i % (K * K));
-            weights[(entry * channels + c) * OUTS + o / LANES][o % LANES] = w;
+            let (o, c, entry) = weight_parts(shape, i);
+            weights[(entry * C + c) * OUTS + o / LANES][o % LANES] = w;
         }
         let mut biases = [_mm512_setzero_ps(); OUTS];
         for (register, bias) in biases.iter_mut().zip(bias.chunks_exact(LANES)) {
@@ -352,25 +377,11 @@ mod avx512 {
                     let start = b * image_len + (py * p + dy) * row_len;
                     for x in (0..whole).step_by(TILE) {
                         let tile = &mut activations[x * OUTS..][..TILE * OUTS];
-                        conv_tile::<K, C, OUTS, TILE>(
-                            input,
-                            start + x * channels,
-                            row_len,
-                            &weights,
-                            biases,
-                            tile,
-                        );
+                        conv_tile::<K, C, OUTS, TILE>(input, start + x * C, row_len, &weights, biases, tile);
                     }
                     for x in whole..out_w {
                         let tile = &mut activations[x * OUTS..][..OUTS];
-                        conv_tile::<K, C, OUTS, 1>(
-                            input,
-                            start + x * channels,
-                            row_len,
-                            &weights,
-                            biases,
-                            tile,
-                        );
+                        conv_tile::<K, C, OUTS, 1>(input, start + x * C, row_len, &weights, biases, tile);
                     }
                 }
                 let row = (b * out * pooled_h + py) * pooled_w;
@@ -400,19 +411,18 @@ mod avx512 {
         biases: [__m512; OUTS],
         activations: &mut [Lanes],
     ) {
-        let channels = C;
         let mut sums = [biases; TILE];
         for ky in 0..K {
-            let row = &input[start + ky * row_len..][..(TILE + K - 1) * channels];
-            let weights = &weights[ky * K * channels * OUTS..][..K * channels * OUTS];
+            let row = &input[start + ky * row_len..][..(TILE + K - 1) * C];
+            let weights = &weights[ky * K * C * OUTS..][..K * C * OUTS];
             for kx in 0..K {
-                for c in 0..channels {
+                for c in 0..C {
                     let mut w = [_mm512_setzero_ps(); OUTS];
                     for (r, w) in w.iter_mut().enumerate() {
-                        *w = load(&weights[(kx * channels + c) * OUTS + r]);
+                        *w = load(&weights[(kx * C + c) * OUTS + r]);
                     }
                     for (t, sums) in sums.iter_mut().enumerate() {
-                        let value = _mm512_set1_ps(row[(t + kx) * channels + c]);
+                        let value = _mm512_set1_ps(row[(t + kx) * C + c]);
                         for (sum, &w) in sums.iter_mut().zip(&w) {
                             *sum = _mm512_fmadd_ps(value, w, *sum);
                         }
@@ -449,7 +459,7 @@ mod avx512 {
                 let count = LANES.min(pooled_w - first);
                 let mut window_maxima = [_mm512_setzero_ps(); LANES];
                 let mut window_winners = [_mm512_setzero_ps(); LANES];
-                for (px, (maxima, winners)) in
+                for (px, (window_max, window_winner)) in
                     (first..first + count).zip(window_maxima.iter_mut().zip(&mut window_winners))
                 {
                     let mut best = load(&band[px * p * OUTS + r]);
@@ -462,8 +472,8 @@ mod avx512 {
                     }
                     let active = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(best, _mm512_setzero_ps());
                     let inactive = _mm512_set1_epi32(i32::from(INACTIVE));
-                    *maxima = best;
-                    *winners =
+                    *window_max = best;
+                    *window_winner =
                         _mm512_castsi512_ps(_mm512_mask_or_epi32(position, !active, position, inactive));
                 }
                 let rows = transpose(window_maxima).into_iter().zip(transpose(window_winners));
@@ -514,8 +524,8 @@ mod avx512 {
     ) -> Gradients {
         let [batch, out, pooled_h, pooled_w] = shape.output_dims();
         let windows = pooled_h * pooled_w;
-        let padded_w = shape.width + 2 * shape.geometry.padding;
-        let plane = (shape.height + 2 * shape.geometry.padding) * padded_w;
+        let (padded_h, padded_w) = padded_sides(shape);
+        let plane = padded_h * padded_w;
         assert!(
             N == K * K
                 && (shape.kernel, shape.channels_in, shape.geometry.pool, shape.geometry.stride)
@@ -524,7 +534,7 @@ mod avx512 {
                 && weight.len() == out * K * K
                 && winners.len() == batch * out * windows
                 && grad_output.len() == winners.len(),
-            "one-channel sparse backward: inputs do not match their shape"
+            "one-channel channels-last backward: inputs do not match their shape"
         );
         // Lane j's window, 2 j columns into the strip of 32 values its group reads.
         let even_columns = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -579,15 +589,11 @@ mod avx512 {
                 let y = 2 * (window / pooled_w) + position / 2;
                 let x = 2 * (window % pooled_w) + position % 2;
                 let g = routed(g, w);
-                for (entry, &w) in weight[o * K * K..][..K * K].iter().enumerate() {
-                    padded_grad[b * plane + (y + entry / K) * padded_w + x + entry % K] += g * w;
+                for (entry, &weight) in weight[o * K * K..][..K * K].iter().enumerate() {
+                    padded_grad[b * plane + (y + entry / K) * padded_w + x + entry % K] += g * weight;
                 }
             }
-            let padding = shape.geometry.padding;
-            let rows = padded_grad.chunks_exact(padded_w).enumerate();
-            rows.filter(|(row, _)| (padding..padding + shape.height).contains(&(row % (plane / padded_w))))
-                .flat_map(|(_, row)| row[padding..padding + shape.width].iter().copied())
-                .collect()
+            channels_first(shape, &padded_grad)
         });
         Gradients { input: input_grad, weight: weight_grad, bias }
     }
@@ -605,19 +611,18 @@ mod avx512 {
     ) -> Gradients {
         let [batch, out, pooled_h, pooled_w] = shape.output_dims();
         let windows = pooled_h * pooled_w;
-        let (p, stride) = (shape.geometry.pool, shape.geometry.stride);
-        let padded_w = shape.width + 2 * shape.geometry.padding;
-        let padded_plane = (shape.height + 2 * shape.geometry.padding) * padded_w;
-        let (row_len, image_len) = (padded_w * RUNS, padded_plane * RUNS);
+        let p = shape.geometry.pool;
+        let (padded_h, padded_w) = padded_sides(shape);
+        let (row_len, image_len) = (padded_w * RUNS, padded_h * padded_w * RUNS);
         let (input, _) = input.as_chunks::<LANES>();
         assert!(
             N == K * K * RUNS
-                && (shape.kernel, shape.channels_in) == (K, RUNS * LANES)
+                && (shape.kernel, shape.channels_in, shape.geometry.stride) == (K, RUNS * LANES, 1)
                 && input.len() == batch * image_len
                 && weight.len() == out * N * LANES
                 && winners.len() == batch * out * windows
                 && grad_output.len() == winners.len(),
-            "sparse backward: inputs do not match their shape"
+            "channels-last backward: inputs do not match their shape"
         );
         // Row `ky` of the patch from `start` in an image's padded input: `K x RUNS` registers,
         // one bounds check, then constant offsets.
@@ -625,15 +630,16 @@ mod avx512 {
         // Where in an image's padded input the patch of a window's first position starts, and
         // how far on each position's patch starts.
         let window_starts: Vec<usize> = (0..windows)
-            .map(|window| ((window / pooled_w) * padded_w + window % pooled_w) * p * stride * RUNS)
+            .map(|window| ((window / pooled_w) * padded_w + window % pooled_w) * p * RUNS)
             .collect();
         let position_offsets: Vec<usize> =
-            (0..p * p).map(|position| ((position / p) * padded_w + position % p) * stride * RUNS).collect();
+            (0..p * p).map(|position| ((position / p) * padded_w + position % p) * RUNS).collect();
 
         // A row of windows at a time (its patches stay in the first-level cache), channel by
-        // channel: the channel's weight-gradient sums and weights stay in registers while the
-        // row's windows pass, each adding its patch times its gradient to the sums and the
-        // weights times its gradient to its patch's input gradient.
+        // channel: the channel's weight-gradient sums and weights are held in registers (all
+        // of them for 9-register patches, some spilled for 18) while the row's windows pass,
+        // each adding its patch times its gradient to the sums and the weights times its
+        // gradient to its patch's input gradient.
         let weight = weights_channels_last(shape, weight);
         let (weight, _) = weight.as_chunks::<N>();
         let mut weight_grad = vec![[[0.0; LANES]; N]; out];
@@ -644,9 +650,12 @@ mod avx512 {
             let mut image_grad = image_grads.next();
             for (py, window_starts) in window_starts.chunks_exact(pooled_w).enumerate() {
                 for o in 0..out {
-                    let row = ((b * out + o) * pooled_h + py) * pooled_w..;
-                    let row = row.start..row.start + pooled_w;
-                    let weights = weight[o].map(|values| load(&values));
+                    let start = ((b * out + o) * pooled_h + py) * pooled_w;
+                    let row = start..start + pooled_w;
+                    let mut weights = [_mm512_setzero_ps(); N];
+                    for (register, values) in weights.iter_mut().zip(&weight[o]) {
+                        *register = load(values);
+                    }
                     let mut sums = [_mm512_setzero_ps(); N];
                     // In a register: through memory, each window's add would wait on the last.
                     let mut bias_sum = bias[o];
@@ -680,7 +689,7 @@ mod avx512 {
             }
         }
         Gradients {
-            input: input_grad.then(|| channels_first(shape, &padded_grad)),
+            input: input_grad.then(|| channels_first(shape, padded_grad.as_flattened())),
             weight: weights_channels_first(shape, weight_grad.as_flattened()),
             bias,
         }
@@ -720,10 +729,11 @@ mod tests {
             }
             let nonzero = padded.iter().filter(|&&v| v != 0.0).count();
             assert_eq!(nonzero, values.len(), "{input:?}: the border is zero");
-            if channels > 1 {
+            #[cfg(target_arch = "x86_64")]
+            {
                 // SAFETY: `applies` found AVX-512.
                 #[allow(unsafe_code)]
-                let back = unsafe { avx512::channels_first(&shape, padded.as_chunks::<LANES>().0) };
+                let back = unsafe { avx512::channels_first(&shape, &padded) };
                 assert_eq!(back, values, "{input:?}: back to channels first");
             }
         }

@@ -1,7 +1,9 @@
 //! One encoder block, convolution + bias + ReLU + max-pool, forward and backward on plain
 //! slices.
 //!
-//! The whole batch is one matrix product per pass: the input's patches (im2col) form a
+//! The pooled blocks [`channels_last::applies`] names run there (with AVX-512: a direct
+//! convolution, the gradients at the pool windows' winners alone). Every other block: the
+//! whole batch is one matrix product per pass: the input's patches (im2col) form a
 //! `[patch, columns]` matrix (`columns` = batch x output positions), so the convolution is
 //! `weights [out, patch] x patches`, the weight gradient `dz [out, columns] x patches^T`
 //! ([`dense::row_products`]) and the input gradient `weights^T x dz`, folded back onto the
@@ -64,7 +66,7 @@ impl BlockShape {
     fn out_side(&self, side: usize) -> usize {
         (side + 2 * self.geometry.padding - self.kernel) / self.geometry.stride + 1
     }
-    pub(super) fn out_height(&self) -> usize {
+    fn out_height(&self) -> usize {
         self.out_side(self.height)
     }
     pub(super) fn out_width(&self) -> usize {
@@ -677,14 +679,15 @@ mod tests {
             return;
         }
         // The models' blocks; unpadded, with rows and columns past the last whole window and
-        // positions past the last whole tile; windows of 3; 64 outputs; 32 inputs; one input
-        // channel with rows of windows past the last whole 16.
+        // positions past the last whole tile; windows of 3; 64 outputs; 32 inputs; rows of
+        // windows past the last whole 16, from one channel and to four registers of outputs.
         for (input, weights, padding, pool) in [
             ([3, 16, 8, 8], [32, 16, 3, 3], 1, 2),
             ([2, 16, 9, 11], [32, 16, 3, 3], 0, 2),
             ([2, 32, 8, 7], [32, 32, 3, 3], 1, 3),
             ([2, 16, 10, 6], [64, 16, 3, 3], 1, 2),
             ([1, 32, 6, 21], [64, 32, 3, 3], 1, 2),
+            ([1, 16, 4, 38], [64, 16, 3, 3], 1, 2),
             ([2, 1, 64, 64], [16, 1, 3, 3], 1, 2),
             ([3, 1, 9, 11], [16, 1, 3, 3], 0, 2),
             ([1, 1, 10, 70], [16, 1, 3, 3], 1, 2),
@@ -701,6 +704,15 @@ mod tests {
             let (s, d) = (
                 backward(&shape, &wt, &last.kept, &grad, true),
                 backward(&shape, &wt, &dense.kept, &grad, true),
+            );
+            // Without the input gradient (a model's first block): the same weight and bias
+            // gradients.
+            let without = backward(&shape, &wt, &last.kept, &grad, false);
+            assert!(without.input.is_none(), "{input:?}: no input gradient asked for");
+            assert_eq!(
+                (&without.weight, &without.bias),
+                (&s.weight, &s.bias),
+                "{input:?} without input gradient"
             );
             for (part, s, d) in [
                 ("output", last.output, dense.output),

@@ -4,8 +4,8 @@
 //! - [`conv_block`]: convolution + bias + ReLU + max-pool as one operation
 //!   ([`conv`]: one matrix product per pass for the whole batch, no pooling indices stored;
 //!   [`phases`]: strided rows in their phases; [`window`]: the pool windows;
-//!   [`channels_last`]: the pooled blocks over 16 or 32 channels with AVX-512, a direct
-//!   convolution forward and the gradients from the pool windows' winners alone);
+//!   [`channels_last`]: the models' pooled blocks with AVX-512, a direct convolution forward
+//!   and the gradients from the pool windows' winners alone);
 //! - [`circuit`]: the 4-qubit circuit's expectation values and adjoint gradients by `shared`'s
 //!   simulator ([`quantum`]), instead of the few dozen small tensor operations of
 //!   [`crate::circuit::Circuit`]'s tensor form;
