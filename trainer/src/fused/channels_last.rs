@@ -20,22 +20,22 @@ use super::conv::{BlockShape, Gradients};
 /// Values in one 512-bit register.
 const LANES: usize = 16;
 
-/// The kernel side, input channels and registers of output channels when this path is
-/// compiled for them: stride-1 3 x 3 kernels from 16 or 32 channels to 32 or 64, and from one
-/// channel to 16 with 2 x 2 windows.
-fn compiled(shape: &BlockShape) -> Option<(usize, usize, usize)> {
-    let (kernel, channels, outs) = (shape.kernel, shape.channels_in, shape.channels_out / LANES);
+/// The input channels and registers of output channels when this path is compiled for them:
+/// stride-1 3 x 3 kernels from 16 or 32 channels to 32 or 64, and from one channel to 16 with
+/// 2 x 2 windows.
+fn compiled(shape: &BlockShape) -> Option<(usize, usize)> {
+    let (channels, outs) = (shape.channels_in, shape.channels_out / LANES);
     let pooled = shape.channels_out.is_multiple_of(LANES)
         && shape.geometry.pool > 1
         && shape.geometry.stride == 1
-        && kernel == 3;
+        && shape.kernel == 3;
     let fits = pooled
         && match channels {
             16 | 32 => matches!(outs, 2 | 4),
             1 => outs == 1 && shape.geometry.pool == 2,
             _ => false,
         };
-    fits.then_some((kernel, channels, outs))
+    fits.then_some((channels, outs))
 }
 
 /// Whether [`forward`] and [`backward`] run `shape`'s block on this CPU.
@@ -58,11 +58,11 @@ pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32]) 
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         let run = match compiled(shape) {
-            Some((3, 16, 2)) => avx512::forward::<3, 16, 2, 8>,
-            Some((3, 32, 2)) => avx512::forward::<3, 32, 2, 8>,
-            Some((3, 16, 4)) => avx512::forward::<3, 16, 4, 4>,
-            Some((3, 32, 4)) => avx512::forward::<3, 32, 4, 4>,
-            Some((3, 1, 1)) => avx512::forward::<3, 1, 1, 16>,
+            Some((16, 2)) => avx512::forward::<3, 16, 2, 8>,
+            Some((32, 2)) => avx512::forward::<3, 32, 2, 8>,
+            Some((16, 4)) => avx512::forward::<3, 16, 4, 4>,
+            Some((32, 4)) => avx512::forward::<3, 32, 4, 4>,
+            Some((1, 1)) => avx512::forward::<3, 1, 1, 16>,
             _ => unreachable!("channels-last forward pass for a block it does not take: {shape:?}"),
         };
         // SAFETY: the CPU has the features `avx512::forward` is compiled for.
@@ -101,12 +101,19 @@ pub fn backward(
     grad_output: &[f32],
     input_grad: bool,
 ) -> Gradients {
+    let outputs = shape.output_dims().iter().product::<usize>();
+    assert!(
+        weight.len() == shape.channels_out * shape.patch_len()
+            && winners.len() == outputs
+            && grad_output.len() == outputs,
+        "channels-last backward: inputs do not match their shape"
+    );
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         let run = match compiled(shape) {
-            Some((3, 16, _)) => avx512::backward::<3, 1, 9>,
-            Some((3, 32, _)) => avx512::backward::<3, 2, 18>,
-            Some((3, 1, _)) => avx512::backward_one_channel::<3, 9>,
+            Some((16, _)) => avx512::backward::<3, 1, 9>,
+            Some((32, _)) => avx512::backward::<3, 2, 18>,
+            Some((1, _)) => avx512::backward_one_channel::<3, 9>,
             _ => unreachable!("the forward pass kept no channels-last input for {shape:?}"),
         };
         // SAFETY: the CPU has the features `avx512::backward` and `backward_one_channel` are
@@ -526,15 +533,13 @@ mod avx512 {
         let windows = pooled_h * pooled_w;
         let (padded_h, padded_w) = padded_sides(shape);
         let plane = padded_h * padded_w;
+        // The weights', winners' and gradient's sizes are checked by `super::backward`.
         assert!(
             N == K * K
                 && (shape.kernel, shape.channels_in, shape.geometry.pool, shape.geometry.stride)
                     == (K, 1, 2, 1)
-                && input.len() == batch * plane
-                && weight.len() == out * K * K
-                && winners.len() == batch * out * windows
-                && grad_output.len() == winners.len(),
-            "one-channel channels-last backward: inputs do not match their shape"
+                && input.len() == batch * plane,
+            "one-channel channels-last backward: input does not match its shape"
         );
         // Lane j's window, 2 j columns into the strip of 32 values its group reads.
         let even_columns = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -615,14 +620,12 @@ mod avx512 {
         let (padded_h, padded_w) = padded_sides(shape);
         let (row_len, image_len) = (padded_w * RUNS, padded_h * padded_w * RUNS);
         let (input, _) = input.as_chunks::<LANES>();
+        // The weights', winners' and gradient's sizes are checked by `super::backward`.
         assert!(
             N == K * K * RUNS
                 && (shape.kernel, shape.channels_in, shape.geometry.stride) == (K, RUNS * LANES, 1)
-                && input.len() == batch * image_len
-                && weight.len() == out * N * LANES
-                && winners.len() == batch * out * windows
-                && grad_output.len() == winners.len(),
-            "channels-last backward: inputs do not match their shape"
+                && input.len() == batch * image_len,
+            "channels-last backward: input does not match its shape"
         );
         // Row `ky` of the patch from `start` in an image's padded input: `K x RUNS` registers,
         // one bounds check, then constant offsets.
