@@ -3,9 +3,11 @@
 //! The block's input is padded and transposed to `[batch, padded h, padded w, in]` ([`padded`]):
 //! a patch is then `k x k` contiguous runs of `in` values, whole 512-bit registers for 16 or
 //! 32 channels, and the weights are taken in the same `(ky, kx, in)` order.
-//! - [`forward`]: the convolution summed directly from that input, a tile of output positions
-//!   by all output channels at a time in registers (no patch matrix), bias and ReLU on the way
-//!   out, then the max-pool sixteen channels at a time.
+//! - [`forward`]: from 16 or 32 channels with 2 x 2 windows by Winograd's F(2 x 2, 3 x 3)
+//!   (module `winograd`: each window's four outputs from its 4 x 4 input tile with 16 multiplies
+//!   per input and output channel, not 36); otherwise the convolution summed directly from
+//!   that input, a tile of output positions by all output channels at a time in registers (no
+//!   patch matrix). Bias and ReLU on the way out, then the max-pool sixteen channels at a time.
 //! - [`backward`]: of each `p x p` pool window only the winner's activation gets a gradient
 //!   (none where the ReLU was inactive), so the weight and input gradients take one patch's
 //!   multiply-adds per window and output channel, where the dense products ([`super::conv`])
@@ -16,6 +18,9 @@
 //! take [`super::conv`]'s im2col and matrix products.
 
 use super::conv::{BlockShape, Gradients};
+
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 /// Values in one 512-bit register.
 const LANES: usize = 16;
@@ -57,12 +62,18 @@ pub fn applies(shape: &BlockShape) -> bool {
 pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<u8>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        let run = match compiled(shape) {
-            Some((16, 2)) => avx512::forward::<3, 16, 2, 8>,
-            Some((32, 2)) => avx512::forward::<3, 32, 2, 8>,
-            Some((16, 4)) => avx512::forward::<3, 16, 4, 4>,
-            Some((32, 4)) => avx512::forward::<3, 32, 4, 4>,
-            Some((1, 1)) => avx512::forward::<3, 1, 1, 16>,
+        // 2 x 2 windows from 16 or 32 channels by Winograd's F(2 x 2, 3 x 3), the others summed
+        // directly.
+        let run = match (compiled(shape), shape.geometry.pool) {
+            (Some((16, 2)), 2) => winograd::forward::<16, 2, 8>,
+            (Some((32, 2)), 2) => winograd::forward::<32, 2, 8>,
+            (Some((16, 4)), 2) => winograd::forward::<16, 4, 4>,
+            (Some((32, 4)), 2) => winograd::forward::<32, 4, 4>,
+            (Some((16, 2)), _) => avx512::forward::<3, 16, 2, 8>,
+            (Some((32, 2)), _) => avx512::forward::<3, 32, 2, 8>,
+            (Some((16, 4)), _) => avx512::forward::<3, 16, 4, 4>,
+            (Some((32, 4)), _) => avx512::forward::<3, 32, 4, 4>,
+            (Some((1, 1)), _) => avx512::forward::<3, 1, 1, 16>,
             _ => unreachable!("channels-last forward pass for a block it does not take: {shape:?}"),
         };
         // SAFETY: the CPU has the features `avx512::forward` is compiled for.
@@ -144,10 +155,10 @@ mod avx512 {
 
     /// Sixteen consecutive values (channels at one position, or positions of one channel): one
     /// register.
-    type Lanes = [f32; LANES];
+    pub(super) type Lanes = [f32; LANES];
 
     /// Rows and columns of a padded input plane.
-    fn padded_sides(shape: &BlockShape) -> (usize, usize) {
+    pub(super) fn padded_sides(shape: &BlockShape) -> (usize, usize) {
         let padding = shape.geometry.padding;
         (shape.height + 2 * padding, shape.width + 2 * padding)
     }
@@ -185,7 +196,7 @@ mod avx512 {
     }
 
     /// Output channel, input channel and kernel entry of weight `i` of `[out, in, k, k]`.
-    fn weight_parts(shape: &BlockShape, i: usize) -> (usize, usize, usize) {
+    pub(super) fn weight_parts(shape: &BlockShape, i: usize) -> (usize, usize, usize) {
         let (channels, entries) = (shape.channels_in, shape.kernel * shape.kernel);
         (i / (channels * entries), i / entries % channels, i % entries)
     }
@@ -218,7 +229,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn load(values: &Lanes) -> __m512 {
+    pub(super) fn load(values: &Lanes) -> __m512 {
         // SAFETY: `values` holds the 16 values the load reads.
         #[allow(unsafe_code)]
         unsafe {
@@ -228,7 +239,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn store(values: &mut Lanes, register: __m512) {
+    pub(super) fn store(values: &mut Lanes, register: __m512) {
         // SAFETY: `values` holds the 16 values the store writes.
         #[allow(unsafe_code)]
         unsafe {
@@ -239,7 +250,7 @@ mod avx512 {
     /// The first `values.len()` (at most [`LANES`]) lanes from `values`, zero in the others.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn load_first(values: &[f32]) -> __m512 {
+    pub(super) fn load_first(values: &[f32]) -> __m512 {
         debug_assert!(values.len() <= LANES);
         // SAFETY: the mask loads the slice's values only; masked-off lanes touch no memory.
         #[allow(unsafe_code)]
@@ -451,7 +462,7 @@ mod avx512 {
     /// `winners` from their window row's start in `[out, pooled h, pooled w]` (each output
     /// channel's row `windows` further on).
     #[target_feature(enable = "avx512f")]
-    fn pool_band<const OUTS: usize>(
+    pub(super) fn pool_band<const OUTS: usize>(
         band: &[Lanes],
         out_w: usize,
         p: usize,
