@@ -149,7 +149,7 @@ mod avx512 {
         _mm_loadu_si128, _mm_storeu_si128, _CMP_GT_OQ,
     };
 
-    use super::super::conv::{BlockShape, Gradients};
+    use super::super::conv::{BlockShape, Gradients, MAX_POOL};
     use super::super::window::{routed, INACTIVE};
     use super::LANES;
 
@@ -471,6 +471,12 @@ mod avx512 {
         winners: &mut [u8],
     ) {
         let pooled_w = out_w / p;
+        // Where each window position's activations are from the window's first, beyond it.
+        let mut offsets = [0; MAX_POOL * MAX_POOL];
+        for (q, offset) in offsets.iter_mut().enumerate().take(p * p) {
+            *offset = ((q / p) * out_w + q % p) * OUTS;
+        }
+        let offsets = &offsets[1..p * p];
         for r in 0..OUTS {
             // Sixteen windows of sixteen channels, transposed to sixteen channels' rows.
             for first in (0..pooled_w).step_by(LANES) {
@@ -480,10 +486,11 @@ mod avx512 {
                 for (px, (window_max, window_winner)) in
                     (first..first + count).zip(window_maxima.iter_mut().zip(&mut window_winners))
                 {
-                    let mut best = load(&band[px * p * OUTS + r]);
+                    let window = &band[px * p * OUTS + r..];
+                    let mut best = load(&window[0]);
                     let mut position = _mm512_setzero_si512();
-                    for q in 1..p * p {
-                        let value = load(&band[((q / p) * out_w + px * p + q % p) * OUTS + r]);
+                    for (q, &offset) in (1..).zip(offsets) {
+                        let value = load(&window[offset]);
                         let larger = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(value, best);
                         best = _mm512_mask_blend_ps(larger, best, value);
                         position = _mm512_mask_blend_epi32(larger, position, _mm512_set1_epi32(q as i32));
