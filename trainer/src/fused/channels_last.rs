@@ -493,7 +493,7 @@ mod avx512 {
                         let value = load(&window[offset]);
                         let larger = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(value, best);
                         best = _mm512_mask_blend_ps(larger, best, value);
-                        position = _mm512_mask_blend_epi32(larger, position, _mm512_set1_epi32(q as i32));
+                        position = _mm512_mask_blend_epi32(larger, position, _mm512_set1_epi32(q));
                     }
                     let active = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(best, _mm512_setzero_ps());
                     let inactive = _mm512_set1_epi32(i32::from(INACTIVE));
