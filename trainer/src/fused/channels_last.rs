@@ -55,9 +55,10 @@ pub fn applies(shape: &BlockShape) -> bool {
 }
 
 /// The forward pass of a block [`applies`] is true for, from its padded channels-last input
-/// ([`padded`]), weights `[out, in, k, k]` and bias `[out]`: the convolution summed
-/// directly from the input, a few output positions by all output channels at a time in
-/// registers, bias and ReLU on the way out, then the pool. The output
+/// ([`padded`]), weights `[out, in, k, k]` and bias `[out]`: from 16 or 32 channels with 2 x 2
+/// windows by Winograd's F(2 x 2, 3 x 3), otherwise the convolution summed directly from the
+/// input, a few output positions by all output channels at a time in registers; bias and ReLU
+/// on the way out, then the pool. The output
 /// (`[batch, out, pooled h, pooled w]`) and the pool's winner bytes in the same order.
 pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<u8>) {
     #[cfg(target_arch = "x86_64")]
@@ -76,7 +77,8 @@ pub fn forward(shape: &BlockShape, input: &[f32], weight: &[f32], bias: &[f32]) 
             (Some((1, 1)), _) => avx512::forward::<3, 1, 1, 16>,
             _ => unreachable!("channels-last forward pass for a block it does not take: {shape:?}"),
         };
-        // SAFETY: the CPU has the features `avx512::forward` is compiled for.
+        // SAFETY: the CPU has the features `avx512::forward` and `winograd::forward` are
+        // compiled for.
         #[allow(unsafe_code)]
         return unsafe { run(shape, input, weight, bias) };
     }
@@ -247,6 +249,17 @@ mod avx512 {
         }
     }
 
+    /// `bias` (`OUTS` x [`LANES`] output channels) in registers.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) fn bias_registers<const OUTS: usize>(bias: &[f32]) -> [__m512; OUTS] {
+        let mut biases = [_mm512_setzero_ps(); OUTS];
+        for (register, bias) in biases.iter_mut().zip(bias.chunks_exact(LANES)) {
+            *register = load_first(bias);
+        }
+        biases
+    }
+
     /// The first `values.len()` (at most [`LANES`]) lanes from `values`, zero in the others.
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -378,10 +391,7 @@ mod avx512 {
             let (o, c, entry) = weight_parts(shape, i);
             weights[(entry * C + c) * OUTS + o / LANES][o % LANES] = w;
         }
-        let mut biases = [_mm512_setzero_ps(); OUTS];
-        for (register, bias) in biases.iter_mut().zip(bias.chunks_exact(LANES)) {
-            *register = load_first(bias);
-        }
+        let biases = bias_registers::<OUTS>(bias);
         // One row of windows at a time: its `p` rows of activations (`[p, out w, out]`, after
         // bias and ReLU) stay in the first-level cache for the pool. Rows past the last whole
         // window are not computed: the pool drops them.

@@ -681,8 +681,9 @@ mod tests {
         // The models' blocks; unpadded, with rows and columns past the last whole window and
         // positions past the last whole tile; windows of 3; 64 outputs; 32 inputs; rows of
         // windows past the last whole 16, from one channel and to four registers of outputs;
-        // rows of more than 8 windows (Winograd's products 8 windows at a time, then 4, 2, 1),
-        // from 16 and 32 channels.
+        // Winograd's forward passes with every tail of their products (8 windows at a time,
+        // then 4, 2, 1): 23 windows from 16 channels to 32, 15 from 32 to 32, 7 from 32 to 64
+        // unpadded.
         for (input, weights, padding, pool) in [
             ([3, 16, 8, 8], [32, 16, 3, 3], 1, 2),
             ([2, 16, 9, 11], [32, 16, 3, 3], 0, 2),
@@ -690,8 +691,9 @@ mod tests {
             ([2, 16, 10, 6], [64, 16, 3, 3], 1, 2),
             ([1, 32, 6, 21], [64, 32, 3, 3], 1, 2),
             ([1, 16, 4, 38], [64, 16, 3, 3], 1, 2),
-            ([1, 16, 6, 42], [32, 16, 3, 3], 1, 2),
-            ([2, 32, 6, 20], [32, 32, 3, 3], 1, 2),
+            ([1, 16, 4, 46], [32, 16, 3, 3], 1, 2),
+            ([2, 32, 4, 30], [32, 32, 3, 3], 1, 2),
+            ([2, 32, 5, 16], [64, 32, 3, 3], 0, 2),
             ([2, 1, 64, 64], [16, 1, 3, 3], 1, 2),
             ([3, 1, 9, 11], [16, 1, 3, 3], 0, 2),
             ([1, 1, 10, 70], [16, 1, 3, 3], 1, 2),

@@ -4,8 +4,8 @@
 //! - [`conv_block`]: convolution + bias + ReLU + max-pool as one operation
 //!   ([`conv`]: one matrix product per pass for the whole batch, no pooling indices stored;
 //!   [`phases`]: strided rows in their phases; [`window`]: the pool windows;
-//!   [`channels_last`]: the models' pooled blocks with AVX-512, a direct convolution forward
-//!   and the gradients from the pool windows' winners alone);
+//!   [`channels_last`]: the models' pooled blocks with AVX-512, a Winograd or direct
+//!   convolution forward and the gradients from the pool windows' winners alone);
 //! - [`circuit`]: the 4-qubit circuit's expectation values and adjoint gradients by `shared`'s
 //!   simulator ([`quantum`]), instead of the few dozen small tensor operations of
 //!   [`crate::circuit::Circuit`]'s tensor form;
@@ -216,6 +216,8 @@ mod tests {
             // with rows and columns past the last whole window, windows of 3.
             ([2, 16, 9, 11], 32, 3, 1, 0, 2),
             ([2, 32, 8, 7], 64, 3, 1, 1, 3),
+            // Winograd's forward pass from 32 channels to 64, rows of windows past its tiles.
+            ([2, 32, 6, 14], 64, 3, 1, 1, 2),
         ]
         .into_iter()
         .flat_map(|block| [(block, false), (block, true)])

@@ -10,16 +10,19 @@
 //! where the direct sum takes 36. The sum over input channels is 16 matrix products
 //! `[windows, in] x [in, out]`, one per entry of the transformed tile; the transforms are adds.
 //!
-//! The transforms only add and subtract, so where a tile's values are equal the four outputs
-//! are equal too (a constant image's windows tie as in the direct sum, and burn's first
-//! largest wins); the outputs differ from the direct sum's by rounding alone.
+//! The outputs differ from the direct sum's by rounding alone. Where a tile is constant in
+//! each channel, `Bᵀ d B` is exactly zero but for one entry, which `Aᵀ M A` passes unchanged
+//! to all four outputs: a constant image's windows tie exactly as in the direct sum (and
+//! burn's first largest wins), inside and along the zero border, where pairs of equal rows or
+//! columns give pairs of equal outputs the same way. Other ties of the direct sum (an image
+//! whose one output's patch is a shifted copy of another's) are not kept exactly.
 
 use std::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_max_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_sub_ps,
 };
 
 use super::super::conv::BlockShape;
-use super::avx512::{load, load_first, padded_sides, pool_band, store, weight_parts, Lanes};
+use super::avx512::{bias_registers, load, padded_sides, pool_band, store, weight_parts, Lanes};
 use super::LANES;
 
 /// Entries of a transformed 4 x 4 tile.
@@ -66,22 +69,20 @@ pub fn forward<const C: usize, const OUTS: usize, const TILES: usize>(
     let out_w = shape.out_width();
     let (padded_h, padded_w) = padded_sides(shape);
     let runs = C / LANES;
-    let (row_len, image_len) = (padded_w * runs, padded_h * padded_w * runs);
-    let (input, _) = input.as_chunks::<LANES>();
+    // Rows and images of the padded input in registers.
+    let (row_registers, image_registers) = (padded_w * runs, padded_h * padded_w * runs);
     assert!(
         (shape.kernel, shape.channels_in, out, shape.geometry.stride, shape.geometry.pool)
             == (3, C, OUTS * LANES, 1, 2)
-            && input.len() == batch * image_len
+            && input.len() == batch * image_registers * LANES
             && weight.len() == out * C * 9
             && bias.len() == out,
         "Winograd forward: inputs do not match their shape"
     );
+    let (input, _) = input.as_chunks::<LANES>();
     let weights = transformed_weights::<C, OUTS>(shape, weight);
-    let mut biases = [_mm512_setzero_ps(); OUTS];
-    for (register, bias) in biases.iter_mut().zip(bias.chunks_exact(LANES)) {
-        *register = load_first(bias);
-    }
-    // For `TILES` windows of a row at a time, in the first-level cache: their transformed
+    let biases = bias_registers::<OUTS>(bias);
+    // For `TILES` windows of a row at a time, in the cache (16 to 32 KiB): their transformed
     // tiles `[entry, window, in]` and the products `[entry, window, OUTS registers]`; then the
     // row's activations (`[2, out w, OUTS registers]`, after bias and ReLU) for the pool.
     let mut tiles = vec![[0.0; LANES]; ENTRIES * TILES * runs];
@@ -89,15 +90,15 @@ pub fn forward<const C: usize, const OUTS: usize, const TILES: usize>(
     let mut band = vec![[0.0; LANES]; 2 * out_w * OUTS];
     let mut maxima = vec![0.0; batch * out * pooled_h * pooled_w];
     let mut winners = vec![0; maxima.len()];
-    for (b, image) in input.chunks_exact(image_len).enumerate() {
+    for (b, image) in input.chunks_exact(image_registers).enumerate() {
         for py in 0..pooled_h {
-            let rows = &image[2 * py * row_len..][..4 * row_len];
+            let rows = &image[2 * py * row_registers..][..4 * row_registers];
             for first in (0..pooled_w).step_by(TILES) {
                 let count = TILES.min(pooled_w - first);
                 for t in 0..count {
                     transform_tile::<C>(
                         rows,
-                        row_len,
+                        row_registers,
                         2 * (first + t) * runs,
                         &mut tiles,
                         t * runs,
@@ -127,13 +128,13 @@ pub fn forward<const C: usize, const OUTS: usize, const TILES: usize>(
 }
 
 /// `Bᵀ d B` of the 4 x 4 tile whose top left is register `left` of `rows` (four padded input
-/// rows of `row_len` registers), into `tiles` from register `at` on, each entry `stride`
+/// rows of `row_registers` registers), into `tiles` from register `at` on, each entry `stride`
 /// registers after the last.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn transform_tile<const C: usize>(
     rows: &[Lanes],
-    row_len: usize,
+    row_registers: usize,
     left: usize,
     tiles: &mut [Lanes],
     at: usize,
@@ -143,7 +144,7 @@ fn transform_tile<const C: usize>(
     for run in 0..runs {
         let mut d = [[_mm512_setzero_ps(); 4]; 4];
         for (i, row) in d.iter_mut().enumerate() {
-            let values = &rows[i * row_len + left..][..4 * runs];
+            let values = &rows[i * row_registers + left..][..4 * runs];
             for (j, value) in row.iter_mut().enumerate() {
                 *value = load(&values[j * runs + run]);
             }
