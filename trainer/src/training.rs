@@ -358,7 +358,7 @@ fn count_correct(logits: Tensor<2>, classes: &[usize]) -> usize {
 const PREDICT_BATCH: usize = 512;
 
 /// Class probabilities for the images `indices`, row-major `[n, classes]`. On the CPU the
-/// chunks of [`PREDICT_BATCH`] images run on all threads at once, each whole on one thread (a
+/// chunks of `PREDICT_BATCH` images run on all threads at once, each whole on one thread (a
 /// chunk's own operations keep a second core only partly busy); on a GPU one after another.
 pub fn predict_probabilities<M: Classifier + Sync>(
     model: &M,

@@ -121,7 +121,7 @@ impl BlockShape {
 }
 
 /// The largest max-pool window the block takes: a window's positions fit in 7 bits of a
-/// [`Kept::winners`] byte.
+/// `Kept::winners` byte.
 pub const MAX_POOL: usize = 11;
 
 /// The forward pass: its output, and what its backward pass needs.

@@ -86,7 +86,7 @@ mod sse2 {
 
     use super::INACTIVE;
 
-    /// [`super::one_by_one::pool_2x2`], the four windows side by side in the lanes.
+    /// `one_by_one::pool_2x2`, the four windows side by side in the lanes.
     pub fn pool_2x2(top: &[f32; 8], bottom: &[f32; 8]) -> ([f32; 4], [u8; 4]) {
         let mut maxima = [0.0; 4];
         // SAFETY: SSE2 is part of x86_64; every load and store stays inside its array.
@@ -121,7 +121,7 @@ mod sse2 {
         (maxima, code.to_le_bytes())
     }
 
-    /// [`super::one_by_one::unpool_2x2`], the four windows side by side in the lanes.
+    /// `one_by_one::unpool_2x2`, the four windows side by side in the lanes.
     pub fn unpool_2x2(
         grad: &[f32; 4],
         winners: &[u8; 4],
