@@ -194,7 +194,8 @@ fn designs() -> Vec<(&'static str, NetworkConfig)> {
 /// forward pass, the weight gradients, and the input gradients of every layer but the first
 /// (images need none). Convolutions and linear layers only; the rest is under 1 %. The dense
 /// products' count: where `fused::channels_last` runs a pooled block, its gradients take a
-/// quarter of that (the 2 x 2 windows' winners only), so the rate is dense-equivalent there.
+/// quarter of that (the 2 x 2 windows' winners only) and its Winograd forward pass 16
+/// multiplies where this counts 36, so the rate is dense-equivalent there.
 fn step_flops(config: &NetworkConfig) -> f64 {
     let config = match config {
         NetworkConfig::Compact(config) => config,

@@ -1,8 +1,8 @@
 //! One encoder block, convolution + bias + ReLU + max-pool, forward and backward on plain
 //! slices.
 //!
-//! The pooled blocks [`channels_last::applies`] names run there (with AVX-512: a direct
-//! convolution, the gradients at the pool windows' winners alone). Every other block: the
+//! The pooled blocks [`channels_last::applies`] names run there (with AVX-512: a Winograd or
+//! direct convolution, the gradients at the pool windows' winners alone). Every other block: the
 //! whole batch is one matrix product per pass: the input's patches (im2col) form a
 //! `[patch, columns]` matrix (`columns` = batch x output positions), so the convolution is
 //! `weights [out, patch] x patches`, the weight gradient `dz [out, columns] x patches^T`
